@@ -1,0 +1,5 @@
+//! kimp-bench: latency and throughput harnesses (see bench/RESULTS.md).
+
+fn main() {
+    println!("kimp-bench: no harness yet");
+}

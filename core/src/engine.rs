@@ -1,0 +1,1196 @@
+//! The engine: one deterministic state machine from events to actions.
+//!
+//! `Engine::on_event(now, &event, &mut outbox)` applies the event (books, funding, FX,
+//! balances, order reports, control), then runs whatever the event makes due: the
+//! premium and strategy for the coin whose book moved, the pair state machine for the
+//! coin whose order changed, deadlines on a timer. It never reads a clock, never
+//! allocates after `new`, never blocks and never panics on venue input.
+
+use crate::action::{
+    Action, Alert, HaltReason, KimpSample, Outbox, PairRecord, PnlSplit, Purpose, Record,
+    StatusSnapshot, Telemetry, TradingState,
+};
+use crate::book::{Book, DiffOutcome, SeqRule};
+use crate::config::{ConfigError, Direction, EngineConfig, FundingFilter, OneLegPolicy};
+use crate::event::{
+    Balance, Control, Event, FxQuote, FxSource, OrderEvent, OrderEventKind, Param, Side,
+};
+use crate::instrument::{Instrument, InstrumentId, Symbol, Venue};
+use crate::order::{Applied, ClientId, Leg, Order, OrderKind, OrderRequest, OrderState};
+use crate::pair::{Goal, Pair, PairState};
+use crate::premium::{self, Quotes};
+use crate::risk::{OrderRate, RiskReject, purpose_allowed};
+use crate::units::{Nanos, Price, Qty, Quote, SCALE, mul_div};
+
+/// Most orders alive at once (not yet terminal).
+pub const ORDER_CAP: usize = 64;
+/// Levels kept per side of every book.
+pub const BOOK_DEPTH: usize = 1_024;
+/// Actions one intent may need (intent record + 2 × (order record + place)).
+const INTENT_ACTIONS: usize = 5;
+
+/// A coin traded as a pair: its Upbit KRW market and its Binance perpetual.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoinSpec {
+    /// Base asset, e.g. `BTC`.
+    pub name: Symbol,
+    /// Upbit instrument (`KRW-BTC`).
+    pub upbit: InstrumentId,
+    /// Binance perpetual (`BTCUSDT`).
+    pub binance: InstrumentId,
+}
+
+/// The markets the engine trades: the instrument table, the coins, and the FX book.
+#[derive(Clone, Debug)]
+pub struct Markets {
+    /// Instruments, indexed by `InstrumentId`.
+    pub instruments: Vec<Instrument>,
+    /// Coins.
+    pub coins: Vec<CoinSpec>,
+    /// The Upbit `KRW-USDT` instrument, when FX comes from its book.
+    pub fx: Option<InstrumentId>,
+}
+
+/// Counters the engine keeps (exported as telemetry and checked by tests).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Events processed.
+    pub events: u64,
+    /// Intents made.
+    pub intents: u64,
+    /// Orders placed (Place actions).
+    pub orders_placed: u64,
+    /// Orders refused by pre-trade risk.
+    pub risk_rejects: u64,
+    /// Order reports for ids we do not track (foreign or retired orders).
+    pub unmatched_reports: u64,
+    /// Order reports that changed nothing (duplicates, stale).
+    pub ignored_reports: u64,
+    /// Diffs that arrived while a book was not synced.
+    pub diffs_not_synced: u64,
+    /// Diffs dropped as older than the book.
+    pub diffs_dropped: u64,
+    /// Sequence gaps detected.
+    pub gaps: u64,
+    /// Events for instruments the engine does not know.
+    pub unknown_instrument: u64,
+    /// Funding settlements booked.
+    pub funding_settlements: u64,
+    /// Pairs closed.
+    pub pairs_closed: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    None,
+    Leg(u16, Leg),
+    Fx,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct LiveOrder {
+    order: Order,
+    coin: u16,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct CoinState {
+    spec: CoinSpec,
+    pair: Option<Pair>,
+    funding: Option<crate::event::Funding>,
+    last_entry: Option<Nanos>,
+    last_sample: Option<Nanos>,
+    /// Free coin inventory on Upbit.
+    upbit_free: Qty,
+    upbit_base: Qty,
+    /// Last position the venue reported for the perp (reconciliation).
+    venue_pos_b: Option<Qty>,
+    flatten_pending: bool,
+}
+
+/// The engine.
+#[derive(Debug)]
+pub struct Engine {
+    cfg: EngineConfig,
+    instruments: Vec<Instrument>,
+    books: Vec<Book>,
+    fresh: Vec<bool>,
+    roles: Vec<Role>,
+    coins: Vec<CoinState>,
+    fx_inst: Option<InstrumentId>,
+    official_fx: Option<FxQuote>,
+    orders: Vec<LiveOrder>,
+    epoch: u32,
+    next_seq: u32,
+    trading: TradingState,
+    reconciled: bool,
+    rate: OrderRate,
+    krw_free: i64,
+    krw_base: i64,
+    usdt_free: i64,
+    usdt_base: i64,
+    realized: i64,
+    stats: Stats,
+}
+
+impl Engine {
+    /// Builds an engine. `epoch` must differ on every start (the runtime keeps it in the
+    /// journal) so client ids are never reused across restarts.
+    pub fn new(cfg: EngineConfig, markets: &Markets, epoch: u32) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        if cfg.strategy.slippage_bps > cfg.risk.collar_bps {
+            return Err(ConfigError {
+                key: "strategy.slippage_bps",
+                problem: format!(
+                    "{} exceeds risk.collar_bps ({}): entries would be refused by the collar",
+                    cfg.strategy.slippage_bps, cfg.risk.collar_bps
+                ),
+            });
+        }
+        let n = markets.instruments.len();
+        if n > u16::MAX as usize || markets.coins.len() > u16::MAX as usize {
+            return Err(ConfigError { key: "markets", problem: "too many instruments".into() });
+        }
+        let mut roles = vec![Role::None; n];
+        let bad = |what: &str| ConfigError { key: "markets", problem: what.to_string() };
+        for (c, spec) in markets.coins.iter().enumerate() {
+            for (leg, id, venue) in
+                [(Leg::U, spec.upbit, Venue::Upbit), (Leg::B, spec.binance, Venue::Binance)]
+            {
+                let i = id.0 as usize;
+                let inst = markets
+                    .instruments
+                    .get(i)
+                    .ok_or_else(|| bad("coin names an unknown instrument"))?;
+                if inst.venue != venue {
+                    return Err(bad("coin leg is on the wrong venue"));
+                }
+                if roles[i] != Role::None {
+                    return Err(bad("instrument used twice"));
+                }
+                roles[i] = Role::Leg(c as u16, leg);
+            }
+        }
+        if let Some(fx) = markets.fx {
+            let r = roles.get_mut(fx.0 as usize).ok_or_else(|| bad("unknown FX instrument"))?;
+            if *r != Role::None {
+                return Err(bad("FX instrument is also a coin leg"));
+            }
+            *r = Role::Fx;
+        } else if cfg.strategy.fx_source == FxSource::UpbitUsdt {
+            return Err(ConfigError {
+                key: "strategy.fx_source",
+                problem: "upbit_usdt needs the KRW-USDT market in the instrument list".into(),
+            });
+        }
+        let books = markets
+            .instruments
+            .iter()
+            .map(|i| {
+                let rule = match i.venue {
+                    Venue::Upbit => SeqRule::Snapshots,
+                    Venue::Binance => SeqRule::Futures,
+                    Venue::BinanceSpot => SeqRule::Spot,
+                };
+                Book::new(rule, BOOK_DEPTH)
+            })
+            .collect();
+        let coins = markets
+            .coins
+            .iter()
+            .map(|&spec| CoinState {
+                spec,
+                pair: None,
+                funding: None,
+                last_entry: None,
+                last_sample: None,
+                upbit_free: Qty::ZERO,
+                upbit_base: Qty::ZERO,
+                venue_pos_b: None,
+                flatten_pending: false,
+            })
+            .collect();
+        Ok(Self {
+            rate: OrderRate::new(cfg.risk.orders_per_sec_max),
+            cfg,
+            instruments: markets.instruments.clone(),
+            books,
+            fresh: vec![false; n],
+            roles,
+            coins,
+            fx_inst: markets.fx,
+            official_fx: None,
+            orders: Vec::with_capacity(ORDER_CAP),
+            epoch,
+            next_seq: 0,
+            trading: TradingState::Reconciling,
+            reconciled: false,
+            krw_free: 0,
+            krw_base: 0,
+            usdt_free: 0,
+            usdt_base: 0,
+            realized: 0,
+            stats: Stats::default(),
+        })
+    }
+
+    // ----- read-only views -------------------------------------------------------------
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+    /// Trading state.
+    pub fn trading_state(&self) -> TradingState {
+        self.trading
+    }
+    /// The open pair of a coin, if any.
+    pub fn pair(&self, coin: u16) -> Option<&Pair> {
+        self.coins.get(coin as usize)?.pair.as_ref()
+    }
+    /// Book of an instrument.
+    pub fn book(&self, inst: InstrumentId) -> Option<&Book> {
+        self.books.get(inst.0 as usize)
+    }
+    /// Live (non-terminal) orders.
+    pub fn live_orders(&self) -> impl Iterator<Item = &Order> + '_ {
+        self.orders.iter().map(|o| &o.order)
+    }
+    /// Number of coins.
+    pub fn coin_count(&self) -> usize {
+        self.coins.len()
+    }
+    /// The configuration in force.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+    /// Realised net PnL since start, KRW fixed-point.
+    pub fn realized_krw(&self) -> i64 {
+        self.realized
+    }
+    /// Next intent sequence (journal replay restores it).
+    pub fn next_seq(&self) -> u32 {
+        self.next_seq
+    }
+    /// The last perp position the venue reported for a coin (reconciliation check).
+    pub fn venue_position(&self, coin: u16) -> Option<Qty> {
+        self.coins.get(coin as usize)?.venue_pos_b
+    }
+
+    // ----- the entry point -------------------------------------------------------------
+
+    /// Applies one event at time `now` and writes the resulting actions to `out`.
+    pub fn on_event(&mut self, now: Nanos, ev: &Event<'_>, out: &mut Outbox) {
+        self.stats.events += 1;
+        match *ev {
+            Event::Book(ref s) => {
+                if let Some(b) = self.books.get_mut(s.inst.0 as usize) {
+                    b.apply_snapshot(s, now);
+                    self.on_market(s.inst, now, out);
+                } else {
+                    self.stats.unknown_instrument += 1;
+                }
+            }
+            Event::Depth(ref d) => {
+                let Some(b) = self.books.get_mut(d.inst.0 as usize) else {
+                    self.stats.unknown_instrument += 1;
+                    return;
+                };
+                match b.apply_diff(d, now) {
+                    DiffOutcome::Applied => self.on_market(d.inst, now, out),
+                    DiffOutcome::Dropped => self.stats.diffs_dropped += 1,
+                    DiffOutcome::NotSynced => self.stats.diffs_not_synced += 1,
+                    DiffOutcome::Gap => {
+                        self.stats.gaps += 1;
+                        out.push(Action::Resync(d.inst));
+                        self.note_stale(d.inst, out);
+                    }
+                }
+            }
+            Event::Bbo(_) | Event::Trade(_) => {}
+            Event::Funding(f) => self.on_funding(f),
+            Event::Fx(q) => {
+                if q.source == FxSource::Official && q.bid.0 > 0 && q.ask.0 >= q.bid.0 {
+                    self.official_fx = Some(q);
+                    if self.cfg.strategy.fx_source == FxSource::Official {
+                        for c in 0..self.coins.len() {
+                            self.evaluate(c as u16, now, out);
+                        }
+                    }
+                }
+            }
+            Event::Balance(b) => self.on_balance(b),
+            Event::Position(p) => {
+                if let Some(Role::Leg(c, Leg::B)) = self.roles.get(p.inst.0 as usize).copied() {
+                    self.coins[c as usize].venue_pos_b = Some(p.qty);
+                } else {
+                    self.stats.unknown_instrument += 1;
+                }
+            }
+            Event::Order(oe) => self.on_order(oe, now, out),
+            Event::Control(c) => self.on_control(c, now, out),
+            Event::FeedDown(v) => {
+                for i in 0..self.books.len() {
+                    if self.instruments[i].venue == v {
+                        self.books[i].mark_stale();
+                        self.note_stale(InstrumentId(i as u16), out);
+                    }
+                }
+            }
+            Event::Timer => self.on_timer(now, out),
+        }
+    }
+
+    // ----- market data -----------------------------------------------------------------
+
+    fn on_market(&mut self, inst: InstrumentId, now: Nanos, out: &mut Outbox) {
+        self.fresh[inst.0 as usize] = true;
+        match self.roles[inst.0 as usize] {
+            Role::Leg(c, _) => self.evaluate(c, now, out),
+            Role::Fx => {
+                if self.cfg.strategy.fx_source == FxSource::UpbitUsdt {
+                    for c in 0..self.coins.len() {
+                        self.evaluate(c as u16, now, out);
+                    }
+                }
+            }
+            Role::None => {}
+        }
+    }
+
+    fn note_stale(&mut self, inst: InstrumentId, out: &mut Outbox) {
+        let i = inst.0 as usize;
+        if self.fresh[i] {
+            self.fresh[i] = false;
+            out.push(Action::Alert(Alert::StaleBook(inst)));
+        }
+    }
+
+    fn on_funding(&mut self, f: crate::event::Funding) {
+        let Some(Role::Leg(c, Leg::B)) = self.roles.get(f.inst.0 as usize).copied() else {
+            self.stats.unknown_instrument += 1;
+            return;
+        };
+        let coin = &mut self.coins[c as usize];
+        if let Some(prev) = coin.funding {
+            // The rate announced before a funding time settles at that time.
+            if f.next_funding > prev.next_funding
+                && f.exch_ts >= prev.next_funding
+                && let Some(p) = coin.pair.as_mut()
+            {
+                p.settle_funding(prev.rate_e8, f.mark);
+                self.stats.funding_settlements += 1;
+            }
+        }
+        coin.funding = Some(f);
+    }
+
+    fn on_balance(&mut self, b: Balance) {
+        let free = b.free.0;
+        match (b.venue, b.asset.as_str()) {
+            (Venue::Upbit, "KRW") => self.krw_free = free,
+            (Venue::Binance, "USDT") => self.usdt_free = free,
+            (Venue::Upbit, asset) => {
+                for c in self.coins.iter_mut() {
+                    if c.spec.name.as_str() == asset {
+                        c.upbit_free = b.free;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn fx_quote(&self) -> Option<(Price, Price)> {
+        match self.cfg.strategy.fx_source {
+            FxSource::Official => self.official_fx.map(|q| (q.bid, q.ask)),
+            FxSource::UpbitUsdt => {
+                let b = self.books.get(self.fx_inst?.0 as usize)?;
+                Some((b.best_bid()?.px, b.best_ask()?.px))
+            }
+        }
+    }
+
+    /// What may be deployed out of `free`, keeping the reserve of `base` (the balance at
+    /// reconciliation) that the deployable percentage leaves aside.
+    fn usable(&self, free: i64, base: i64) -> i64 {
+        let reserve = mul_div(base.max(0), 100 - self.cfg.strategy.deployable_pct as i64, 100)
+            .unwrap_or(i64::MAX);
+        free.saturating_sub(reserve).max(0)
+    }
+
+    /// Entry size for a coin: min of the configured maximum, free capital on each leg
+    /// and depth within the slippage budget, rounded to both venues' lots.
+    fn size(&self, c: usize) -> Qty {
+        let spec = self.coins[c].spec;
+        let (bu, bb) = (&self.books[spec.upbit.0 as usize], &self.books[spec.binance.0 as usize]);
+        let dir = self.cfg.strategy.direction;
+        let u_side = dir.upbit_open_side();
+        let (Some(u_touch), Some(b_touch)) =
+            (bu.side_for_taker(u_side).best(), bb.side_for_taker(u_side.opposite()).best())
+        else {
+            return Qty::ZERO;
+        };
+        let slip = self.cfg.strategy.slippage_bps;
+        let lim = |px: Price, side: Side| -> Price {
+            let d = mul_div(px.0, slip, 10_000).unwrap_or(0);
+            Price(if side == Side::Buy { px.0 + d } else { px.0 - d })
+        };
+        let depth_u = bu.side_for_taker(u_side).depth_within(lim(u_touch.px, u_side));
+        let b_side = u_side.opposite();
+        let depth_b = bb.side_for_taker(b_side).depth_within(lim(b_touch.px, b_side));
+        let max_q =
+            mul_div(self.cfg.strategy.max_pair_notional_krw, SCALE * SCALE, u_touch.px.0.max(1))
+                .unwrap_or(0);
+        let usdt = self.usable(self.usdt_free - self.margin_used(), self.usdt_base);
+        let margin_q =
+            mul_div(usdt, SCALE * self.cfg.strategy.leverage as i64, b_touch.px.0.max(1))
+                .unwrap_or(0);
+        let fee_u = self.instruments[spec.upbit.0 as usize].taker_fee_e8;
+        let capital_q = match dir {
+            Direction::SellPremium => {
+                let cs = &self.coins[c];
+                self.usable(cs.upbit_free.0, cs.upbit_base.0)
+            }
+            Direction::BuyDiscount => {
+                let krw = self.usable(self.krw_free, self.krw_base);
+                let px_with_fee = u_touch.px.0 as i128 * (SCALE + fee_u) as i128 / SCALE as i128;
+                (krw as i128 * SCALE as i128 / px_with_fee.max(1)) as i64
+            }
+        };
+        let q = Qty(depth_u.0.min(depth_b.0).min(max_q).min(margin_q).min(capital_q).max(0));
+        let ib = &self.instruments[spec.binance.0 as usize];
+        let iu = &self.instruments[spec.upbit.0 as usize];
+        iu.round_qty(ib.round_qty(q))
+    }
+
+    fn margin_used(&self) -> i64 {
+        let lev = self.cfg.strategy.leverage.max(1) as i64;
+        let mut used = 0i64;
+        for c in &self.coins {
+            if let Some(p) = &c.pair {
+                let px = self.books[c.spec.binance.0 as usize].best_bid().map_or(0, |l| l.px.0);
+                used = used
+                    .saturating_add(mul_div(p.b.pos.0.abs(), px, SCALE * lev).unwrap_or(i64::MAX));
+            }
+        }
+        used
+    }
+
+    fn evaluate(&mut self, coin: u16, now: Nanos, out: &mut Outbox) {
+        let c = coin as usize;
+        let spec = self.coins[c].spec;
+        let max_age = Nanos::from_ms(self.cfg.risk.book_age_ms_max);
+        let (bu, bb) = (&self.books[spec.upbit.0 as usize], &self.books[spec.binance.0 as usize]);
+        if !bu.is_fresh(now, max_age) || !bb.is_fresh(now, max_age) {
+            return;
+        }
+        let Some(fx) = self.fx_quote() else { return };
+        if self.cfg.strategy.fx_source == FxSource::UpbitUsdt {
+            let fb = &self.books[self.fx_inst.map_or(0, |i| i.0 as usize)];
+            if !fb.is_fresh(now, max_age) {
+                return;
+            }
+        }
+        let pair = self.coins[c].pair;
+        let sized = self.size(c);
+        let q = match pair {
+            Some(p) if p.state == PairState::Hedged => p.hedged_qty(),
+            _ if sized.0 > 0 => sized,
+            _ => self.instruments[spec.binance.0 as usize].min_qty,
+        };
+        let quotes = Quotes { upbit: bu, binance: bb, fx_bid: fx.0, fx_ask: fx.1 };
+        let sell = premium::executable(&quotes, Direction::SellPremium, q);
+        let buy = premium::executable(&quotes, Direction::BuyDiscount, q);
+        let funding_e8 = self.coins[c].funding.map_or(0, |f| f.rate_e8);
+        let interval = Nanos::from_ms(self.cfg.strategy.telemetry_interval_ms);
+        if self.coins[c].last_sample.is_none_or(|t| now.since(t) >= interval) {
+            self.coins[c].last_sample = Some(now);
+            let mid = premium::mid_bps(&quotes).unwrap_or(f64::NAN);
+            out.push(Action::Telemetry(Telemetry::Kimp(KimpSample {
+                coin,
+                ts: now,
+                mid_bps: mid,
+                sell_bps: sell.map_or(f64::NAN, |e| e.bps),
+                buy_bps: buy.map_or(f64::NAN, |e| e.bps),
+                fx: Price((fx.0.0 + fx.1.0) / 2),
+                fx_source: self.cfg.strategy.fx_source,
+                qty: q,
+                funding_e8,
+            })));
+        }
+        match pair {
+            None => {
+                let dir = self.cfg.strategy.direction;
+                let exec = if dir == Direction::SellPremium { sell } else { buy };
+                if let Some(e) = exec
+                    && sized.0 > 0
+                    && self.entry_signal(c, e.bps, funding_e8, now)
+                {
+                    self.enter(coin, sized, e, now, out);
+                }
+            }
+            Some(p) if p.state == PairState::Hedged => self.consider_exit(coin, fx, now, out),
+            Some(_) => {}
+        }
+    }
+
+    fn entry_signal(&self, c: usize, bps: f64, funding_e8: i64, now: Nanos) -> bool {
+        let s = &self.cfg.strategy;
+        if self.trading != TradingState::Active {
+            return false;
+        }
+        let premium_ok = match s.direction {
+            Direction::SellPremium => bps >= s.entry_bps as f64,
+            Direction::BuyDiscount => bps <= s.entry_bps as f64,
+        };
+        let have_funding = self.coins[c].funding.is_some();
+        let funding_ok = match s.funding_filter {
+            FundingFilter::Off => true,
+            FundingFilter::Positive => have_funding && funding_e8 > 0,
+            FundingFilter::Favourable => {
+                have_funding
+                    && match s.direction {
+                        Direction::SellPremium => funding_e8 < 0, // long perp is paid when < 0
+                        Direction::BuyDiscount => funding_e8 > 0,
+                    }
+            }
+        };
+        let cooled = self.coins[c]
+            .last_entry
+            .is_none_or(|t| now.since(t) >= Nanos::from_ms(s.entry_cooldown_ms));
+        premium_ok && funding_ok && cooled
+    }
+
+    fn open_pairs(&self) -> u32 {
+        self.coins.iter().filter(|c| c.pair.is_some()).count() as u32
+    }
+
+    fn enter(&mut self, coin: u16, q: Qty, e: premium::Exec, now: Nanos, out: &mut Outbox) {
+        let c = coin as usize;
+        self.coins[c].last_entry = Some(now);
+        if self.open_pairs() >= self.cfg.risk.max_open_pairs {
+            self.reject(coin, RiskReject::MaxOpenPairs, out);
+            return;
+        }
+        let spec = self.coins[c].spec;
+        let coin_limit = self.cfg.risk.max_coin_notional_krw as i128 * SCALE as i128;
+        if e.upbit_notional.0 as i128 > coin_limit {
+            self.reject(coin, RiskReject::MaxCoinNotional, out);
+            return;
+        }
+        let dir = self.cfg.strategy.direction;
+        let u_side = dir.upbit_open_side();
+        let legs = [
+            (Leg::U, spec.upbit, u_side, e.upbit_worst, q, false),
+            (Leg::B, spec.binance, u_side.opposite(), e.binance_worst, q, false),
+        ];
+        if let Some(seq) = self.intent(coin, Purpose::Entry, None, &legs, 0, now, out) {
+            let p = Pair::new(seq, coin, dir, q, e.fx, e.bps, now);
+            self.coins[c].pair = Some(p);
+        }
+    }
+
+    fn consider_exit(&mut self, coin: u16, fx: (Price, Price), now: Nanos, out: &mut Outbox) {
+        if self.trading != TradingState::Active {
+            return;
+        }
+        let c = coin as usize;
+        let Some(p) = self.coins[c].pair else { return };
+        let q = p.hedged_qty();
+        if q.0 == 0 {
+            return;
+        }
+        let spec = self.coins[c].spec;
+        let (iu, ib) =
+            (self.instruments[spec.upbit.0 as usize], self.instruments[spec.binance.0 as usize]);
+        let (bu, bb) = (&self.books[spec.upbit.0 as usize], &self.books[spec.binance.0 as usize]);
+        let close_u_side = if p.u.pos.0 > 0 { Side::Sell } else { Side::Buy };
+        let close_b_side = close_u_side.opposite();
+        let wu = bu.side_for_taker(close_u_side).walk(q);
+        let wb = bb.side_for_taker(close_b_side).walk(q);
+        if wu.filled != q || wb.filled != q {
+            return;
+        }
+        let cash = |side: Side, n: Quote| Quote(-side.sign() * n.0);
+        let fee =
+            |n: Quote, r: i64| Quote(crate::units::apply_rate_ceil(n.0, r).unwrap_or(i64::MAX));
+        let b_cash = p.b.cash.0 + cash(close_b_side, wb.notional).0;
+        // Converting a USDT gain to KRW sells USDT (bid); a loss buys it (ask).
+        let conv = if b_cash >= 0 { fx.0 } else { fx.1 };
+        let net = p.net_if_closed(
+            cash(close_u_side, wu.notional),
+            fee(wu.notional, iu.taker_fee_e8),
+            cash(close_b_side, wb.notional),
+            fee(wb.notional, ib.taker_fee_e8),
+            conv,
+        );
+        if net <= self.cfg.strategy.exit_min_profit_krw as i128 * SCALE as i128 {
+            return;
+        }
+        let legs = [
+            (Leg::U, spec.upbit, close_u_side, wu.worst, q, false),
+            (Leg::B, spec.binance, close_b_side, wb.worst, q, true),
+        ];
+        if self.intent(coin, Purpose::Exit, None, &legs, 0, now, out).is_some() {
+            self.transition(coin, PairState::Closing, None, out);
+            if let Some(p) = self.coins[c].pair.as_mut() {
+                p.goal = Goal::Flat;
+            }
+        }
+    }
+
+    // ----- intents and risk ------------------------------------------------------------
+
+    fn reject(&mut self, coin: u16, reason: RiskReject, out: &mut Outbox) {
+        self.stats.risk_rejects += 1;
+        out.push(Action::Telemetry(Telemetry::RiskReject { coin, reason }));
+    }
+
+    /// Risk-checks and emits one intent: journal first, then the orders. All legs pass
+    /// or none is sent. `collar_extra_bps` widens the collar for repairs.
+    #[allow(clippy::too_many_arguments)]
+    fn intent(
+        &mut self,
+        coin: u16,
+        purpose: Purpose,
+        kind: Option<OrderKind>,
+        legs: &[(Leg, InstrumentId, Side, Price, Qty, bool)],
+        collar_extra_bps: i64,
+        now: Nanos,
+        out: &mut Outbox,
+    ) -> Option<u32> {
+        let active = self.trading == TradingState::Active;
+        if !purpose_allowed(active, purpose) {
+            self.reject(coin, RiskReject::NotActive, out);
+            return None;
+        }
+        if out.room() < INTENT_ACTIONS + 2 || self.orders.len() + legs.len() > ORDER_CAP {
+            self.reject(coin, RiskReject::OrderRate, out);
+            return None;
+        }
+        let seq = self.next_seq;
+        let mut reqs: [Option<OrderRequest>; 2] = [None, None];
+        for (k, &(leg, inst, side, px, qty, reduce_only)) in legs.iter().enumerate().take(2) {
+            let attempt = self.coins[coin as usize].pair.map_or(0, |p| p.repairs);
+            let req = OrderRequest {
+                cl_id: ClientId { epoch: self.epoch, seq, leg, attempt },
+                inst,
+                side,
+                kind: kind.unwrap_or(OrderKind::LimitIoc),
+                px,
+                qty,
+                reduce_only,
+            };
+            if let Err(r) = self.check_order(&req, purpose, collar_extra_bps, now) {
+                self.reject(coin, r, out);
+                if r == RiskReject::OrderRate {
+                    self.halt(HaltReason::OrderRate, out);
+                }
+                return None;
+            }
+            reqs[k] = Some(req);
+        }
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.stats.intents += 1;
+        let pair_id = self.coins[coin as usize].pair.map_or(seq, |p| p.id);
+        out.push(Action::Journal(Record::Intent {
+            seq,
+            pair: pair_id,
+            coin,
+            purpose,
+            orders: [reqs[0].map(|r| r.cl_id), reqs[1].map(|r| r.cl_id)],
+        }));
+        for req in reqs.into_iter().flatten() {
+            out.push(Action::Journal(Record::Order(req)));
+            out.push(Action::Place(req));
+            self.rate.record(self.instruments[req.inst.0 as usize].venue, now);
+            self.orders.push(LiveOrder { order: Order::new(req, now), coin });
+            self.stats.orders_placed += 1;
+        }
+        Some(seq)
+    }
+
+    fn check_order(
+        &self,
+        req: &OrderRequest,
+        purpose: Purpose,
+        extra_bps: i64,
+        now: Nanos,
+    ) -> Result<(), RiskReject> {
+        let inst = &self.instruments[req.inst.0 as usize];
+        if req.qty.0 <= 0 {
+            return Err(RiskReject::ZeroQty);
+        }
+        if self.orders.iter().any(|o| o.order.req.cl_id == req.cl_id) {
+            return Err(RiskReject::Duplicate);
+        }
+        if !self.rate.allows(inst.venue, now) {
+            return Err(RiskReject::OrderRate);
+        }
+        // Reduce-only perp orders are exempt from Binance's minimum notional.
+        match inst.check(req.px, req.qty) {
+            Ok(()) => {}
+            Err(crate::instrument::RuleViolation::MinNotional) if req.reduce_only => {}
+            Err(v) => return Err(RiskReject::Rule(v)),
+        }
+        let book = &self.books[req.inst.0 as usize];
+        let entering = matches!(purpose, Purpose::Entry | Purpose::Exit);
+        if entering && !book.is_fresh(now, Nanos::from_ms(self.cfg.risk.book_age_ms_max)) {
+            return Err(RiskReject::StaleData);
+        }
+        let touch = match req.side {
+            Side::Buy => book.best_ask(),
+            Side::Sell => book.best_bid(),
+        }
+        .ok_or(RiskReject::StaleData)?;
+        let collar = mul_div(touch.px.0, self.cfg.risk.collar_bps + extra_bps, 10_000).unwrap_or(0);
+        let through = (req.px.0 - touch.px.0) * req.side.sign();
+        if req.kind == OrderKind::LimitIoc && through > collar {
+            return Err(RiskReject::Collar);
+        }
+        let notional = req.px.notional(req.qty).map_err(|_| RiskReject::MaxOrderNotional)?;
+        let max = match inst.venue {
+            Venue::Upbit => self.cfg.risk.max_order_notional_krw,
+            Venue::Binance | Venue::BinanceSpot => self.cfg.risk.max_order_notional_usdt,
+        };
+        if notional.0 as i128 > max as i128 * SCALE as i128 {
+            return Err(RiskReject::MaxOrderNotional);
+        }
+        if purpose == Purpose::Entry {
+            let fee =
+                crate::units::apply_rate_ceil(notional.0, inst.taker_fee_e8).unwrap_or(i64::MAX);
+            let coin = self.roles[req.inst.0 as usize];
+            let ok = match (inst.venue, req.side, coin) {
+                (Venue::Upbit, Side::Buy, _) => notional.0.saturating_add(fee) <= self.krw_free,
+                (Venue::Upbit, Side::Sell, Role::Leg(c, _)) => {
+                    req.qty.0 <= self.coins[c as usize].upbit_free.0
+                }
+                (Venue::Binance, _, _) => {
+                    let lev = self.cfg.strategy.leverage as i64;
+                    notional.0 / lev.max(1) <= self.usdt_free - self.margin_used()
+                }
+                _ => false,
+            };
+            if !ok {
+                return Err(RiskReject::Balance);
+            }
+        }
+        Ok(())
+    }
+
+    // ----- order reports and the pair state machine ------------------------------------
+
+    fn on_order(&mut self, oe: OrderEvent, now: Nanos, out: &mut Outbox) {
+        let Some(i) = self.orders.iter().position(|o| o.order.req.cl_id == oe.cl_id) else {
+            self.stats.unmatched_reports += 1;
+            return;
+        };
+        let coin = self.orders[i].coin;
+        let applied = self.orders[i].order.apply(oe.kind, now);
+        let o = self.orders[i].order;
+        match applied {
+            Applied::Ignored => self.stats.ignored_reports += 1,
+            Applied::Fill { qty, notional, fee } => {
+                let trade_id = match oe.kind {
+                    OrderEventKind::Fill { trade_id, .. } => trade_id,
+                    _ => 0,
+                };
+                out.push(Action::Journal(Record::Fill {
+                    cl_id: o.req.cl_id,
+                    trade_id,
+                    px: Price(mul_div(notional.0, SCALE, qty.0.max(1)).unwrap_or(0)),
+                    qty,
+                    fee,
+                    exch_ts: oe.exch_ts,
+                }));
+                self.book_fill(coin, &o, qty, notional, fee, now);
+            }
+            Applied::State => {
+                out.push(Action::Journal(Record::OrderState {
+                    cl_id: o.req.cl_id,
+                    state: o.state,
+                    filled: o.filled,
+                }));
+                match o.state {
+                    OrderState::Unknown => {
+                        out.push(Action::Query { cl_id: o.req.cl_id, inst: o.req.inst });
+                    }
+                    OrderState::Rejected(reason) => {
+                        let venue = self.instruments[o.req.inst.0 as usize].venue;
+                        out.push(Action::Alert(Alert::Rejected { venue, reason }));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if o.state.is_terminal() {
+            self.orders.swap_remove(i);
+        }
+        self.progress(coin, now, out);
+    }
+
+    fn book_fill(
+        &mut self,
+        coin: u16,
+        o: &Order,
+        qty: Qty,
+        notional: Quote,
+        fee: Quote,
+        now: Nanos,
+    ) {
+        let venue = self.instruments[o.req.inst.0 as usize].venue;
+        let side = o.req.side;
+        let cs = &mut self.coins[coin as usize];
+        match venue {
+            Venue::Upbit => {
+                let s = side.sign();
+                cs.upbit_free = Qty(cs.upbit_free.0 + s * qty.0);
+                self.krw_free = self.krw_free - s * notional.0 - fee.0;
+            }
+            _ => self.usdt_free -= fee.0,
+        }
+        if let Some(p) = cs.pair.as_mut() {
+            p.leg_mut(o.req.cl_id.leg).fill(side, qty, notional, fee);
+            if p.unhedged().0 != 0 {
+                p.unhedged_since.get_or_insert(now);
+            }
+        }
+    }
+
+    fn transition(&mut self, coin: u16, to: PairState, pnl: Option<PnlSplit>, out: &mut Outbox) {
+        let Some(p) = self.coins[coin as usize].pair.as_mut() else { return };
+        let from = p.state;
+        if from == to {
+            return;
+        }
+        p.state = to;
+        out.push(Action::Journal(Record::Pair(PairRecord {
+            pair: p.id,
+            coin,
+            direction: p.direction,
+            from,
+            to,
+            pos_u: p.u.pos,
+            pos_b: p.b.pos,
+            entry_premium_bps: p.entry_premium_bps,
+            fx_entry: p.fx_entry,
+            pnl: pnl.unwrap_or_default(),
+        })));
+    }
+
+    fn in_flight(&self, coin: u16) -> bool {
+        self.orders.iter().any(|o| o.coin == coin)
+    }
+
+    /// Advances a pair once no order of its coin is in flight.
+    fn progress(&mut self, coin: u16, now: Nanos, out: &mut Outbox) {
+        if self.in_flight(coin) {
+            return;
+        }
+        let c = coin as usize;
+        let Some(p) = self.coins[c].pair else { return };
+        let unhedged = p.unhedged();
+        if unhedged.0 == 0 {
+            if let (PairState::OneLeg, Some(since)) = (p.state, p.unhedged_since) {
+                out.push(Action::Alert(Alert::OneLegResolved {
+                    pair: p.id,
+                    coin,
+                    age_ms: now.since(since).as_ms(),
+                }));
+            }
+            if let Some(pp) = self.coins[c].pair.as_mut() {
+                pp.unhedged_since = None;
+            }
+        }
+        match (p.state, unhedged.0 == 0, p.is_flat()) {
+            (PairState::Hedged, true, false) | (PairState::Closed, _, _) => {}
+            (_, true, true) => self.close_pair(coin, out),
+            (PairState::Opening, true, false) => {
+                self.transition(coin, PairState::Hedged, None, out);
+                out.push(Action::Alert(Alert::PairOpened {
+                    pair: p.id,
+                    coin,
+                    qty: p.hedged_qty(),
+                    premium_bps: p.entry_premium_bps,
+                }));
+            }
+            (PairState::Closing | PairState::OneLeg, true, false) => {
+                if p.goal == Goal::Flat || self.coins[c].flatten_pending {
+                    // Equal legs but the goal is flat: close what is left.
+                    self.flatten_coin(coin, now, out);
+                } else {
+                    self.transition(coin, PairState::Hedged, None, out);
+                }
+            }
+            (state, false, _) => {
+                if state != PairState::OneLeg {
+                    if state == PairState::Closing
+                        && let Some(pp) = self.coins[c].pair.as_mut()
+                    {
+                        pp.goal = Goal::Flat;
+                    }
+                    self.transition(coin, PairState::OneLeg, None, out);
+                    out.push(Action::Alert(Alert::OneLeg { pair: p.id, coin, unhedged }));
+                }
+                self.repair(coin, now, out);
+            }
+        }
+    }
+
+    fn close_pair(&mut self, coin: u16, out: &mut Outbox) {
+        let c = coin as usize;
+        let Some(p) = self.coins[c].pair else { return };
+        let fx = self.fx_quote().map_or(p.fx_entry, |(b, a)| Price((b.0 + a.0) / 2));
+        let pnl = p.realised(fx);
+        self.transition(coin, PairState::Closed, Some(pnl), out);
+        self.realized = self.realized.saturating_add(pnl.net().0);
+        if p.u.fees.0 != 0 || p.b.fees.0 != 0 {
+            out.push(Action::Alert(Alert::PairClosed { pair: p.id, coin, pnl }));
+        }
+        self.stats.pairs_closed += 1;
+        self.coins[c].pair = None;
+        self.coins[c].flatten_pending = false;
+    }
+
+    /// Sends one repair order for a one-leg pair.
+    fn repair(&mut self, coin: u16, now: Nanos, out: &mut Outbox) {
+        let c = coin as usize;
+        let Some(p) = self.coins[c].pair else { return };
+        let spec = self.coins[c].spec;
+        let (au, ab) = (p.u.pos.0.abs(), p.b.pos.0.abs());
+        let raise = p.goal == Goal::Open && self.cfg.risk.one_leg_policy == OneLegPolicy::Rehedge;
+        // Raise the smaller leg to the larger, or bring the larger down to the smaller.
+        let leg = match (raise, au < ab) {
+            (true, true) | (false, false) => Leg::U,
+            _ => Leg::B,
+        };
+        let (inst, pos) = match leg {
+            Leg::U => (spec.upbit, p.u.pos),
+            Leg::B => (spec.binance, p.b.pos),
+        };
+        let side = if raise {
+            p.open_side(leg)
+        } else if pos.0 > 0 {
+            Side::Sell
+        } else {
+            Side::Buy
+        };
+        let qty = self.instruments[inst.0 as usize].round_qty(Qty((au - ab).abs()));
+        if qty.0 == 0 {
+            return;
+        }
+        let extra = self.cfg.risk.hedge_collar_step_bps * (p.repairs as i64 + 1);
+        let Some(px) = self.aggressive_px(inst, side, self.cfg.risk.collar_bps + extra - 1) else {
+            return; // no book to price against: the timer retries; the hard deadline applies
+        };
+        let reduce = leg == Leg::B && !raise;
+        let legs = [(leg, inst, side, px, qty, reduce)];
+        if self.intent(coin, Purpose::Hedge, None, &legs, extra, now, out).is_some()
+            && let Some(pp) = self.coins[c].pair.as_mut()
+        {
+            pp.repairs = pp.repairs.saturating_add(1);
+        }
+    }
+
+    /// A limit price `bps` through the touch, rounded inside the collar.
+    fn aggressive_px(&self, inst: InstrumentId, side: Side, bps: i64) -> Option<Price> {
+        let b = &self.books[inst.0 as usize];
+        let touch = if side == Side::Buy { b.best_ask()? } else { b.best_bid()? };
+        let d = mul_div(touch.px.0, bps.max(0), 10_000).ok()?;
+        let tick = self.instruments[inst.0 as usize].tick;
+        Some(match side {
+            Side::Buy => tick.round_down(Price(touch.px.0 + d)).max(touch.px),
+            Side::Sell => tick.round_up(Price(touch.px.0 - d)).min(touch.px),
+        })
+    }
+
+    /// Closes whatever a coin holds at market on both venues (flatten). Cancels first if
+    /// orders are in flight; the timer retries once they are done.
+    fn flatten_coin(&mut self, coin: u16, now: Nanos, out: &mut Outbox) {
+        let c = coin as usize;
+        self.coins[c].flatten_pending = true;
+        if self.in_flight(coin) {
+            for o in self.orders.iter().filter(|o| o.coin == coin) {
+                if o.order.state == OrderState::Open {
+                    out.push(Action::Cancel { cl_id: o.order.req.cl_id, inst: o.order.req.inst });
+                }
+            }
+            return;
+        }
+        let Some(p) = self.coins[c].pair else {
+            self.coins[c].flatten_pending = false;
+            return;
+        };
+        if p.is_flat() {
+            self.close_pair(coin, out);
+            return;
+        }
+        let spec = self.coins[c].spec;
+        let mut legs = [(Leg::U, spec.upbit, Side::Sell, Price(0), Qty(0), false); 2];
+        let mut n = 0;
+        for (leg, inst, pos) in [(Leg::U, spec.upbit, p.u.pos), (Leg::B, spec.binance, p.b.pos)] {
+            let qty = self.instruments[inst.0 as usize].round_qty(pos.abs());
+            if qty.0 == 0 {
+                continue;
+            }
+            let side = if pos.0 > 0 { Side::Sell } else { Side::Buy };
+            let b = &self.books[inst.0 as usize];
+            let reference = if side == Side::Buy { b.best_ask() } else { b.best_bid() };
+            let Some(r) = reference else { continue };
+            legs[n] = (leg, inst, side, r.px, qty, leg == Leg::B);
+            n += 1;
+        }
+        if n == 0 {
+            return;
+        }
+        if let Some(pp) = self.coins[c].pair.as_mut() {
+            pp.goal = Goal::Flat;
+        }
+        if self
+            .intent(coin, Purpose::Flatten, Some(OrderKind::Market), &legs[..n], 0, now, out)
+            .is_some()
+        {
+            self.transition(coin, PairState::Closing, None, out);
+        }
+    }
+
+    // ----- control and timers ----------------------------------------------------------
+
+    fn halt(&mut self, reason: HaltReason, out: &mut Outbox) {
+        if matches!(self.trading, TradingState::Halted(_)) {
+            return;
+        }
+        self.trading = TradingState::Halted(reason);
+        out.push(Action::Journal(Record::Trading { state: self.trading }));
+        out.push(Action::Alert(Alert::Halted(reason)));
+    }
+
+    fn on_control(&mut self, c: Control, now: Nanos, out: &mut Outbox) {
+        match c {
+            Control::Stop => self.halt(HaltReason::Operator, out),
+            Control::Resume => {
+                if matches!(self.trading, TradingState::Halted(_)) {
+                    self.trading = if self.reconciled {
+                        TradingState::Active
+                    } else {
+                        TradingState::Reconciling
+                    };
+                    out.push(Action::Journal(Record::Trading { state: self.trading }));
+                    out.push(Action::Alert(Alert::Resumed));
+                }
+            }
+            Control::Flatten(which) => {
+                self.halt(HaltReason::Flatten, out);
+                for coin in 0..self.coins.len() as u16 {
+                    if which.is_none_or(|w| w == coin) && self.coins[coin as usize].pair.is_some() {
+                        self.flatten_coin(coin, now, out);
+                    }
+                }
+            }
+            Control::Set(param, v) => {
+                self.set_param(param, v);
+            }
+            Control::ReconcileDone => {
+                self.reconciled = true;
+                self.krw_base = self.krw_free;
+                self.usdt_base = self.usdt_free;
+                for cs in self.coins.iter_mut() {
+                    cs.upbit_base = cs.upbit_free;
+                }
+                if self.trading == TradingState::Reconciling {
+                    self.trading = TradingState::Active;
+                    out.push(Action::Journal(Record::Trading { state: self.trading }));
+                }
+            }
+            Control::Status => {
+                let unknown =
+                    self.orders.iter().filter(|o| o.order.state == OrderState::Unknown).count();
+                let unhedged = self
+                    .coins
+                    .iter()
+                    .filter(|c| c.pair.is_some_and(|p| p.unhedged().0 != 0))
+                    .count();
+                out.push(Action::Telemetry(Telemetry::Status(StatusSnapshot {
+                    trading: self.trading,
+                    open_pairs: self.open_pairs(),
+                    live_orders: self.orders.len() as u32,
+                    unknown_orders: unknown as u32,
+                    unhedged_pairs: unhedged as u32,
+                    realized_krw: crate::units::Krw(self.realized),
+                    events: self.stats.events,
+                })));
+            }
+        }
+    }
+
+    /// Applies a run-time parameter change if it passes the same validation as the
+    /// config; returns whether it was applied.
+    pub fn set_param(&mut self, param: Param, v: i64) -> bool {
+        let mut next = self.cfg;
+        match param {
+            Param::EntryBps => next.strategy.entry_bps = v,
+            Param::ExitMinProfitKrw => next.strategy.exit_min_profit_krw = v,
+            Param::MaxPairNotionalKrw => next.strategy.max_pair_notional_krw = v,
+            Param::MaxOpenPairs => next.risk.max_open_pairs = u32::try_from(v).unwrap_or(0),
+        }
+        if next.validate().is_ok() {
+            self.cfg = next;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn on_timer(&mut self, now: Nanos, out: &mut Outbox) {
+        let timeout = Nanos::from_ms(self.cfg.risk.order_timeout_ms);
+        let mut i = 0;
+        while i < self.orders.len() {
+            let o = self.orders[i].order;
+            let silent = now.since(o.updated_at) >= timeout;
+            match o.state {
+                OrderState::Sent if silent => {
+                    self.orders[i].order.apply(OrderEventKind::Unknown, now);
+                    out.push(Action::Journal(Record::OrderState {
+                        cl_id: o.req.cl_id,
+                        state: OrderState::Unknown,
+                        filled: o.filled,
+                    }));
+                    out.push(Action::Query { cl_id: o.req.cl_id, inst: o.req.inst });
+                }
+                OrderState::Unknown | OrderState::Open if silent => {
+                    // Ask again; `updated_at` paces the queries.
+                    self.orders[i].order.updated_at = now;
+                    out.push(Action::Query { cl_id: o.req.cl_id, inst: o.req.inst });
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        let max_age = Nanos::from_ms(self.cfg.risk.book_age_ms_max);
+        for k in 0..self.books.len() {
+            if self.roles[k] != Role::None && self.fresh[k] && !self.books[k].is_fresh(now, max_age)
+            {
+                self.note_stale(InstrumentId(k as u16), out);
+            }
+        }
+        let hard = Nanos::from_ms(self.cfg.risk.orphan_ms_hard);
+        for coin in 0..self.coins.len() as u16 {
+            let Some(p) = self.coins[coin as usize].pair else { continue };
+            if self.coins[coin as usize].flatten_pending {
+                self.flatten_coin(coin, now, out);
+                continue;
+            }
+            if let Some(since) = p.unhedged_since
+                && now.since(since) >= hard
+            {
+                self.halt(HaltReason::OrphanHard, out);
+                self.flatten_coin(coin, now, out);
+                continue;
+            }
+            if p.state == PairState::OneLeg && !self.in_flight(coin) {
+                self.repair(coin, now, out);
+            }
+        }
+    }
+}

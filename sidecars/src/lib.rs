@@ -1,0 +1,1 @@
+//! Sidecars that run beside the trading loop: store, Telegram control, alerts.

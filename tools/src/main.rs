@@ -1,0 +1,5 @@
+//! The `kimp` command.
+
+fn main() {
+    println!("kimp");
+}
