@@ -1,5 +1,30 @@
-//! The `kimp` command.
+//! The `kimp` command: one binary for the operator's jobs.
 
-fn main() {
-    println!("kimp");
+use clap::{Parser, Subcommand};
+
+/// kimp — kimchi-premium arbitrage between Upbit (KRW spot) and Binance (USDT-M perps).
+#[derive(Debug, Parser)]
+#[command(name = "kimp", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a configuration file and print the engine settings it yields.
+    Check {
+        /// Configuration file (TOML).
+        #[arg(long, default_value = "config/default.toml")]
+        config: std::path::PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => {
+            anyhow::bail!("config check is not available yet ({})", config.display())
+        }
+    }
 }

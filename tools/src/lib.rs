@@ -1,0 +1,1 @@
+//! The `kimp` tools: the venue simulator, the runtime and the research commands.
