@@ -131,6 +131,9 @@ pub struct RiskConfig {
     pub orphan_ms_hard: u64,
     /// How a one-leg pair is repaired.
     pub one_leg_policy: OneLegPolicy,
+    /// Minimum time between two repair orders of the same pair (ms), so a venue that
+    /// keeps refusing is not hammered.
+    pub hedge_retry_ms: u64,
 }
 
 impl Default for RiskConfig {
@@ -148,6 +151,7 @@ impl Default for RiskConfig {
             orphan_ms_max: 250,
             orphan_ms_hard: 2_000,
             one_leg_policy: OneLegPolicy::Rehedge,
+            hedge_retry_ms: 50,
         }
     }
 }
@@ -243,6 +247,9 @@ impl RiskConfig {
         check(r.orphan_ms_max >= 1, "risk.orphan_ms_max", || "must be >= 1".into())?;
         check(r.orphan_ms_hard > r.orphan_ms_max, "risk.orphan_ms_hard", || {
             format!("{} must be greater than orphan_ms_max ({})", r.orphan_ms_hard, r.orphan_ms_max)
+        })?;
+        check(r.hedge_retry_ms < r.orphan_ms_hard, "risk.hedge_retry_ms", || {
+            format!("{} must be less than orphan_ms_hard ({})", r.hedge_retry_ms, r.orphan_ms_hard)
         })?;
         Ok(())
     }

@@ -933,7 +933,11 @@ impl Engine {
                     self.transition(coin, PairState::OneLeg, None, out);
                     out.push(Action::Alert(Alert::OneLeg { pair: p.id, coin, unhedged }));
                 }
-                self.repair(coin, now, out);
+                if self.coins[c].flatten_pending {
+                    self.flatten_coin(coin, now, out);
+                } else {
+                    self.repair(coin, now, out);
+                }
             }
         }
     }
@@ -980,6 +984,10 @@ impl Engine {
         if qty.0 == 0 {
             return;
         }
+        let retry = Nanos::from_ms(self.cfg.risk.hedge_retry_ms);
+        if p.repaired_at.is_some_and(|t| now.since(t) < retry) {
+            return; // paced: the timer retries
+        }
         let extra = self.cfg.risk.hedge_collar_step_bps * (p.repairs as i64 + 1);
         let Some(px) = self.aggressive_px(inst, side, self.cfg.risk.collar_bps + extra - 1) else {
             return; // no book to price against: the timer retries; the hard deadline applies
@@ -990,6 +998,7 @@ impl Engine {
             && let Some(pp) = self.coins[c].pair.as_mut()
         {
             pp.repairs = pp.repairs.saturating_add(1);
+            pp.repaired_at = Some(now);
         }
     }
 
@@ -1005,24 +1014,18 @@ impl Engine {
         })
     }
 
-    /// Closes whatever a coin holds at market on both venues (flatten). Cancels first if
-    /// orders are in flight; the timer retries once they are done.
+    /// Closes whatever a coin holds at market on both venues (flatten). A leg with an
+    /// order in flight is not touched (its order is cancelled if open, and an unknown one
+    /// is never re-sent); the free leg is flattened at once, and the timer retries the
+    /// rest until the coin is flat.
     fn flatten_coin(&mut self, coin: u16, now: Nanos, out: &mut Outbox) {
         let c = coin as usize;
         self.coins[c].flatten_pending = true;
-        if self.in_flight(coin) {
-            for o in self.orders.iter().filter(|o| o.coin == coin) {
-                if o.order.state == OrderState::Open {
-                    out.push(Action::Cancel { cl_id: o.order.req.cl_id, inst: o.order.req.inst });
-                }
-            }
-            return;
-        }
         let Some(p) = self.coins[c].pair else {
             self.coins[c].flatten_pending = false;
             return;
         };
-        if p.is_flat() {
+        if p.is_flat() && !self.in_flight(coin) {
             self.close_pair(coin, out);
             return;
         }
@@ -1030,8 +1033,15 @@ impl Engine {
         let mut legs = [(Leg::U, spec.upbit, Side::Sell, Price(0), Qty(0), false); 2];
         let mut n = 0;
         for (leg, inst, pos) in [(Leg::U, spec.upbit, p.u.pos), (Leg::B, spec.binance, p.b.pos)] {
+            let mut busy = false;
+            for o in self.orders.iter().filter(|o| o.coin == coin && o.order.req.cl_id.leg == leg) {
+                busy = true;
+                if o.order.state == OrderState::Open {
+                    out.push(Action::Cancel { cl_id: o.order.req.cl_id, inst: o.order.req.inst });
+                }
+            }
             let qty = self.instruments[inst.0 as usize].round_qty(pos.abs());
-            if qty.0 == 0 {
+            if busy || qty.0 == 0 {
                 continue;
             }
             let side = if pos.0 > 0 { Side::Sell } else { Side::Buy };
@@ -1041,15 +1051,13 @@ impl Engine {
             legs[n] = (leg, inst, side, r.px, qty, leg == Leg::B);
             n += 1;
         }
-        if n == 0 {
-            return;
-        }
         if let Some(pp) = self.coins[c].pair.as_mut() {
             pp.goal = Goal::Flat;
         }
-        if self
-            .intent(coin, Purpose::Flatten, Some(OrderKind::Market), &legs[..n], 0, now, out)
-            .is_some()
+        if n > 0
+            && self
+                .intent(coin, Purpose::Flatten, Some(OrderKind::Market), &legs[..n], 0, now, out)
+                .is_some()
         {
             self.transition(coin, PairState::Closing, None, out);
         }
@@ -1059,6 +1067,8 @@ impl Engine {
 
     fn halt(&mut self, reason: HaltReason, out: &mut Outbox) {
         if matches!(self.trading, TradingState::Halted(_)) {
+            // Already halted (the first reason stays), but people must still hear of this.
+            out.push(Action::Alert(Alert::Halted(reason)));
             return;
         }
         self.trading = TradingState::Halted(reason);

@@ -85,6 +85,8 @@ pub struct Pair {
     pub unhedged_since: Option<Nanos>,
     /// Repair attempts so far (widens the collar).
     pub repairs: u8,
+    /// When the last repair order was sent.
+    pub repaired_at: Option<Nanos>,
 }
 
 impl Pair {
@@ -113,6 +115,7 @@ impl Pair {
             opened_at: now,
             unhedged_since: None,
             repairs: 0,
+            repaired_at: None,
         }
     }
 
