@@ -883,7 +883,74 @@ impl Engine {
         self.orders.iter().any(|o| o.coin == coin)
     }
 
-    /// Advances a pair once no order of its coin is in flight.
+    /// The part of `q` that `inst` can trade now: lot-rounded, at least the minimum
+    /// quantity and, unless the order is a reduce-only perp order, the minimum notional
+    /// at the touch. Zero when `q` is dust on that venue.
+    fn tradeable(&self, inst: InstrumentId, q: Qty, reduce_only: bool) -> Qty {
+        let i = &self.instruments[inst.0 as usize];
+        let r = i.round_qty(q.abs());
+        if r.0 == 0 || r.0 < i.min_qty.0 {
+            return Qty::ZERO;
+        }
+        let exempt = reduce_only && i.venue != Venue::Upbit;
+        let b = &self.books[inst.0 as usize];
+        if !exempt
+            && let Some(l) = b.best_bid().or(b.best_ask())
+            && l.px.notional(r).is_ok_and(|n| n.0 < i.min_notional.0)
+        {
+            return Qty::ZERO;
+        }
+        r
+    }
+
+    /// The order that repairs a pair whose legs differ, in order of preference: raise
+    /// the smaller leg (re-hedge) or bring the larger down (unwind); towards flat only
+    /// the latter. `None` when the difference is dust on every venue that could fix it.
+    fn repair_order(&self, c: usize) -> Option<(Leg, InstrumentId, Side, Qty, bool)> {
+        let p = self.coins[c].pair?;
+        let spec = self.coins[c].spec;
+        let (au, ab) = (p.u.pos.0.abs(), p.b.pos.0.abs());
+        let diff = Qty((au - ab).abs());
+        if diff.0 == 0 {
+            return None;
+        }
+        let raise_first =
+            p.goal == Goal::Open && self.cfg.risk.one_leg_policy == OneLegPolicy::Rehedge;
+        let leg_inst = |leg: Leg| match leg {
+            Leg::U => (spec.upbit, p.u.pos),
+            Leg::B => (spec.binance, p.b.pos),
+        };
+        let (small, large) = if au < ab { (Leg::U, Leg::B) } else { (Leg::B, Leg::U) };
+        let raise = |e: &Self| {
+            let (inst, _) = leg_inst(small);
+            let q = e.tradeable(inst, diff, false);
+            (q.0 > 0).then_some((small, inst, p.open_side(small), q, false))
+        };
+        let reduce = |e: &Self| {
+            let (inst, pos) = leg_inst(large);
+            let reduce_only = large == Leg::B;
+            let q = e.tradeable(inst, diff, reduce_only);
+            let side = if pos.0 > 0 { Side::Sell } else { Side::Buy };
+            (q.0 > 0).then_some((large, inst, side, q, reduce_only))
+        };
+        match (p.goal, raise_first) {
+            (Goal::Flat, _) => reduce(self),
+            (Goal::Open, true) => raise(self).or_else(|| reduce(self)),
+            (Goal::Open, false) => reduce(self).or_else(|| raise(self)),
+        }
+    }
+
+    /// True when neither leg holds a quantity its venue would let us close.
+    fn flat_enough(&self, c: usize) -> bool {
+        let Some(p) = self.coins[c].pair else { return true };
+        let spec = self.coins[c].spec;
+        self.tradeable(spec.upbit, p.u.pos, false).0 == 0
+            && self.tradeable(spec.binance, p.b.pos, true).0 == 0
+    }
+
+    /// Advances a pair once no order of its coin is in flight. A leg difference that no
+    /// venue can trade (below the lot or the minimum notional) counts as hedged, and a
+    /// pair whose legs are both such dust counts as flat; the dust stays in the records.
     fn progress(&mut self, coin: u16, now: Nanos, out: &mut Outbox) {
         if self.in_flight(coin) {
             return;
@@ -891,7 +958,9 @@ impl Engine {
         let c = coin as usize;
         let Some(p) = self.coins[c].pair else { return };
         let unhedged = p.unhedged();
-        if unhedged.0 == 0 {
+        let balanced = self.repair_order(c).is_none();
+        let flat = self.flat_enough(c);
+        if balanced {
             if let (PairState::OneLeg, Some(since)) = (p.state, p.unhedged_since) {
                 out.push(Action::Alert(Alert::OneLegResolved {
                     pair: p.id,
@@ -903,9 +972,9 @@ impl Engine {
                 pp.unhedged_since = None;
             }
         }
-        match (p.state, unhedged.0 == 0, p.is_flat()) {
+        match (p.state, balanced, flat) {
             (PairState::Hedged, true, false) | (PairState::Closed, _, _) => {}
-            (_, true, true) => self.close_pair(coin, out),
+            (_, _, true) => self.close_pair(coin, out),
             (PairState::Opening, true, false) => {
                 self.transition(coin, PairState::Hedged, None, out);
                 out.push(Action::Alert(Alert::PairOpened {
@@ -923,7 +992,7 @@ impl Engine {
                     self.transition(coin, PairState::Hedged, None, out);
                 }
             }
-            (state, false, _) => {
+            (state, false, false) => {
                 if state != PairState::OneLeg {
                     if state == PairState::Closing
                         && let Some(pp) = self.coins[c].pair.as_mut()
@@ -961,29 +1030,7 @@ impl Engine {
     fn repair(&mut self, coin: u16, now: Nanos, out: &mut Outbox) {
         let c = coin as usize;
         let Some(p) = self.coins[c].pair else { return };
-        let spec = self.coins[c].spec;
-        let (au, ab) = (p.u.pos.0.abs(), p.b.pos.0.abs());
-        let raise = p.goal == Goal::Open && self.cfg.risk.one_leg_policy == OneLegPolicy::Rehedge;
-        // Raise the smaller leg to the larger, or bring the larger down to the smaller.
-        let leg = match (raise, au < ab) {
-            (true, true) | (false, false) => Leg::U,
-            _ => Leg::B,
-        };
-        let (inst, pos) = match leg {
-            Leg::U => (spec.upbit, p.u.pos),
-            Leg::B => (spec.binance, p.b.pos),
-        };
-        let side = if raise {
-            p.open_side(leg)
-        } else if pos.0 > 0 {
-            Side::Sell
-        } else {
-            Side::Buy
-        };
-        let qty = self.instruments[inst.0 as usize].round_qty(Qty((au - ab).abs()));
-        if qty.0 == 0 {
-            return;
-        }
+        let Some((leg, inst, side, qty, reduce)) = self.repair_order(c) else { return };
         let retry = Nanos::from_ms(self.cfg.risk.hedge_retry_ms);
         if p.repaired_at.is_some_and(|t| now.since(t) < retry) {
             return; // paced: the timer retries
@@ -992,7 +1039,6 @@ impl Engine {
         let Some(px) = self.aggressive_px(inst, side, self.cfg.risk.collar_bps + extra - 1) else {
             return; // no book to price against: the timer retries; the hard deadline applies
         };
-        let reduce = leg == Leg::B && !raise;
         let legs = [(leg, inst, side, px, qty, reduce)];
         if self.intent(coin, Purpose::Hedge, None, &legs, extra, now, out).is_some()
             && let Some(pp) = self.coins[c].pair.as_mut()
@@ -1025,7 +1071,7 @@ impl Engine {
             self.coins[c].flatten_pending = false;
             return;
         };
-        if p.is_flat() && !self.in_flight(coin) {
+        if self.flat_enough(c) && !self.in_flight(coin) {
             self.close_pair(coin, out);
             return;
         }
@@ -1040,7 +1086,7 @@ impl Engine {
                     out.push(Action::Cancel { cl_id: o.order.req.cl_id, inst: o.order.req.inst });
                 }
             }
-            let qty = self.instruments[inst.0 as usize].round_qty(pos.abs());
+            let qty = self.tradeable(inst, pos, leg == Leg::B);
             if busy || qty.0 == 0 {
                 continue;
             }
