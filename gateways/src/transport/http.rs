@@ -477,18 +477,25 @@ impl HttpConn {
         };
         match self.parser.advance(eof) {
             Ok(false) => HttpPoll::Idle,
-            Ok(true) => self.complete(now, on_done),
+            Ok(true) => self.complete(now, eof, on_done),
             Err(reason) => self.fail(now, reason, on_done),
         }
     }
 
-    fn complete(&mut self, now: Nanos, on_done: &mut impl FnMut(Completion<'_>)) -> HttpPoll {
+    fn complete(
+        &mut self,
+        now: Nanos,
+        eof: bool,
+        on_done: &mut impl FnMut(Completion<'_>),
+    ) -> HttpPoll {
         let Some(flight) = self.inflight.take() else { return HttpPoll::Idle };
         let Some(head) = self.parser.head else { return HttpPoll::Idle };
         let (response, end) = self.parser.response(&head);
         self.stats.responses += 1;
         on_done(Completion::Response { tag: flight.tag, response });
-        if !head.keep_alive || head.kind == BodyKind::UntilClose {
+        // An end of stream already read will not raise another edge: retire the connection now
+        // rather than send the next order into a closed socket.
+        if eof || !head.keep_alive || head.kind == BodyKind::UntilClose {
             return self.down(now, DownReason::PeerClosed(None));
         }
         // Bytes beyond the response were never asked for (no pipelining): the stream is
@@ -645,9 +652,9 @@ impl Parser {
                 }
                 length = Some(n);
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                // Only `chunked` is supported: we never send Accept-Encoding or TE.
-                let last = v.rsplit(|&b| b == b',').next().unwrap_or(b"").trim_ascii();
-                if !last.eq_ignore_ascii_case(b"chunked") {
+                // Only plain `chunked`: we never send Accept-Encoding or TE, and delivering a
+                // still-compressed body as if it were JSON would be worse than failing.
+                if !v.eq_ignore_ascii_case(b"chunked") {
                     return Err(DownReason::Protocol);
                 }
                 chunked = true;
@@ -861,5 +868,133 @@ impl HttpPool {
     /// The connections, for stats.
     pub fn conns(&self) -> &[HttpConn] {
         &self.conns
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parser(max: usize) -> Parser {
+        Parser {
+            buf: vec![0; 16],
+            len: 0,
+            head_start: 0,
+            head: None,
+            chunk: Chunk::Size,
+            chunk_pos: 0,
+            body: Vec::new(),
+            max,
+        }
+    }
+
+    fn push(p: &mut Parser, bytes: &[u8]) {
+        if p.len + bytes.len() > p.buf.len() {
+            p.buf.resize(p.len + bytes.len(), 0);
+        }
+        p.buf[p.len..p.len + bytes.len()].copy_from_slice(bytes);
+        p.len += bytes.len();
+    }
+
+    /// Feeds `wire` one byte at a time; returns the index of the byte that completed it.
+    fn byte_by_byte(p: &mut Parser, wire: &[u8]) -> Result<Option<usize>, DownReason> {
+        for (i, b) in wire.iter().enumerate() {
+            push(p, std::slice::from_ref(b));
+            if p.advance(false)? {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
+    }
+
+    fn owned(p: &Parser) -> (u16, Vec<u8>, bool, usize) {
+        let head = p.head.unwrap();
+        let (r, end) = p.response(&head);
+        (r.status, r.body.to_vec(), head.keep_alive, end)
+    }
+
+    #[test]
+    fn content_length_completes_exactly_at_the_last_byte() {
+        let wire = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nRetry-After: 3\r\n\r\nhello";
+        let mut p = parser(1 << 20);
+        assert_eq!(byte_by_byte(&mut p, wire), Ok(Some(wire.len() - 1)));
+        assert_eq!(owned(&p), (200, b"hello".to_vec(), true, wire.len()));
+        assert_eq!(p.response(&p.head.unwrap()).0.retry_after_s, Some(3));
+    }
+
+    #[test]
+    fn chunked_with_extensions_and_trailers_byte_by_byte() {
+        let wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip-not, chunked\r\n\r\n\
+                     4;x=y\r\nWiki\r\n6\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n0\r\nA: b\r\n\r\n";
+        // Any coding besides `chunked` is refused...
+        let mut p = parser(1 << 20);
+        assert_eq!(byte_by_byte(&mut p, wire), Err(DownReason::Protocol));
+        // ...plain `chunked` is.
+        let wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                     4;x=y\r\nWiki\r\n6\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n0\r\nA: b\r\n\r\n";
+        let mut p = parser(1 << 20);
+        assert_eq!(byte_by_byte(&mut p, wire), Ok(Some(wire.len() - 1)));
+        assert_eq!(owned(&p), (200, b"Wikipedia in \r\n\r\nchunks.".to_vec(), true, wire.len()));
+    }
+
+    #[test]
+    fn interim_and_bodyless_responses() {
+        let wire = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n";
+        let mut p = parser(1 << 20);
+        assert_eq!(byte_by_byte(&mut p, wire), Ok(Some(wire.len() - 1)));
+        assert_eq!(owned(&p), (204, Vec::new(), true, wire.len()));
+    }
+
+    #[test]
+    fn no_length_reads_to_close_and_http10_closes() {
+        let mut p = parser(1 << 20);
+        push(&mut p, b"HTTP/1.0 200 OK\r\n\r\npartial");
+        assert_eq!(p.advance(false), Ok(false));
+        assert_eq!(p.advance(true), Ok(true));
+        assert_eq!(owned(&p), (200, b"partial".to_vec(), false, 26));
+    }
+
+    #[test]
+    fn malformed_and_oversized_responses_are_errors() {
+        let cases: [(&[u8], DownReason); 6] = [
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
+                DownReason::Protocol,
+            ),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", DownReason::Protocol),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", DownReason::Protocol),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", DownReason::Protocol),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 999999\r\n\r\n", DownReason::TooLarge),
+            (b"garbage\r\n\r\n", DownReason::Protocol),
+        ];
+        for (wire, want) in cases {
+            let mut p = parser(4096);
+            push(&mut p, wire);
+            assert_eq!(p.advance(false), Err(want), "{}", String::from_utf8_lossy(wire));
+        }
+        // A response cut short by the end of the stream is not a response.
+        let mut p = parser(4096);
+        push(&mut p, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+        assert_eq!(p.advance(false), Ok(false));
+        assert_eq!(p.advance(true), Err(DownReason::Reset));
+    }
+
+    #[test]
+    fn remaining_req_sec_is_parsed() {
+        let r = HttpResponse {
+            status: 200,
+            body: b"",
+            retry_after_s: None,
+            remaining_req: Some(b"group=default; min=1800; sec=29"),
+            used_weight_1m: None,
+            order_count_10s: None,
+        };
+        assert_eq!(r.remaining_req_sec(), Some(29));
+        assert_eq!(
+            HttpResponse { remaining_req: Some(b"group=order"), ..r }.remaining_req_sec(),
+            None
+        );
+        assert_eq!(parse_u64(b"18446744073709551615"), None, "20 digits refused, no overflow");
+        assert_eq!(parse_u64(b"1234567890123456789"), Some(1_234_567_890_123_456_789));
     }
 }
