@@ -1,1 +1,2 @@
 //! The `kimp` tools: the venue simulator, the runtime and the research commands.
+pub mod runtime;

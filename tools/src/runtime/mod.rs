@@ -1,0 +1,7 @@
+//! The runtime: `kimp run` and `kimp demo` — configuration, secrets, the journal and the
+//! single pinned busy-poll loop that drives the engine.
+
+pub mod config;
+pub mod journal;
+pub mod record_codec;
+pub mod secrets;
