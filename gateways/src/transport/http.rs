@@ -197,6 +197,7 @@ struct Parser {
     chunk_pos: usize,
     body: Vec<u8>,
     max: usize,
+    unclean_eof: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -275,6 +276,7 @@ impl HttpConn {
                 chunk_pos: 0,
                 body: Vec::with_capacity(initial),
                 max: cfg.max_response_bytes,
+                unclean_eof: false,
             },
             inflight: None,
             stats: HttpStats::default(),
@@ -559,6 +561,7 @@ impl Parser {
         self.chunk = Chunk::Size;
         self.chunk_pos = 0;
         self.body.clear();
+        self.unclean_eof = false;
     }
 
     /// Reads until the socket would block; `Ok(true)` on end of stream.
@@ -577,11 +580,10 @@ impl Parser {
                 Ok(n) => self.len += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 // TCP end without TLS close_notify: a length-delimited response may still be
-                // complete; `advance` decides, and a read-until-close body is refused.
+                // complete; `advance` decides, and refuses a read-until-close body (it may
+                // have been cut short by anyone on the path).
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    if self.head.is_some_and(|h| h.kind == BodyKind::UntilClose) {
-                        return Err(DownReason::Reset);
-                    }
+                    self.unclean_eof = true;
                     return Ok(true);
                 }
                 Err(e) => return Err(io_reason(&e)),
@@ -611,6 +613,7 @@ impl Parser {
             let done = match head.kind {
                 BodyKind::Empty => true,
                 BodyKind::Length(n) => self.len - head.body_start >= n,
+                BodyKind::UntilClose if eof && self.unclean_eof => return Err(DownReason::Reset),
                 BodyKind::UntilClose => eof,
                 BodyKind::Chunked => self.dechunk()?,
             };
@@ -885,6 +888,7 @@ mod tests {
             chunk_pos: 0,
             body: Vec::new(),
             max,
+            unclean_eof: false,
         }
     }
 
@@ -952,6 +956,11 @@ mod tests {
         assert_eq!(p.advance(false), Ok(false));
         assert_eq!(p.advance(true), Ok(true));
         assert_eq!(owned(&p), (200, b"partial".to_vec(), false, 26));
+        // The same body ended by a TCP close without TLS close_notify may be truncated.
+        let mut p = parser(1 << 20);
+        push(&mut p, b"HTTP/1.1 200 OK\r\n\r\npartial");
+        p.unclean_eof = true;
+        assert_eq!(p.advance(true), Err(DownReason::Reset));
     }
 
     #[test]
