@@ -288,6 +288,8 @@ fn upgrade_carries_the_auth_header_and_debug_hides_it() {
     let (l, addr) = listener();
     let (tx, rx) = mpsc::channel();
     let server = thread::spawn(move || {
+        // The Err type is fixed by tungstenite's handshake callback signature.
+        #[allow(clippy::result_large_err)]
         let cb = |req: &tungstenite::handshake::server::Request,
                   resp: tungstenite::handshake::server::Response| {
             let auth = req.headers().get("authorization").map(|v| v.to_str().unwrap().to_string());
