@@ -22,6 +22,8 @@ use crate::premium::{self, Quotes};
 use crate::risk::{OrderRate, RiskReject, purpose_allowed};
 use crate::units::{Nanos, Price, Qty, Quote, SCALE, mul_div};
 
+mod recovery;
+
 /// Most orders alive at once (not yet terminal).
 pub const ORDER_CAP: usize = 64;
 /// Levels kept per side of every book.
@@ -1157,6 +1159,10 @@ impl Engine {
                 if self.trading == TradingState::Reconciling {
                     self.trading = TradingState::Active;
                     out.push(Action::Journal(Record::Trading { state: self.trading }));
+                }
+                // Pairs restored from the journal may be one-legged: repair them now.
+                for coin in 0..self.coins.len() as u16 {
+                    self.progress(coin, now, out);
                 }
             }
             Control::Status => {

@@ -1,0 +1,138 @@
+//! Restart from the journal: the engine's own records rebuild pairs and in-flight orders,
+//! every unknown outcome is queried (never re-sent), and an orphan leg is repaired before
+//! anything new is opened.
+
+mod common;
+
+use common::*;
+use kimp_core::action::{Action, Record, TradingState};
+use kimp_core::config::EngineConfig;
+use kimp_core::engine::Engine;
+use kimp_core::event::{Control, Event, OrderEventKind, Side};
+use kimp_core::pair::PairState;
+use kimp_core::testkit::{BTCUSDT, KRW_BTC, btc_markets};
+
+/// Replays the journal records of `h` into a fresh engine of the next epoch.
+fn restart(h: &H) -> H {
+    let mut e = Engine::new(h.e.config().to_owned(), &btc_markets(), 2).unwrap();
+    for a in &h.log {
+        if let Action::Journal(r) = a {
+            e.replay(h.now, r);
+        }
+    }
+    let mut n = H::simple();
+    n.e = e;
+    n.now = h.now;
+    n
+}
+
+fn queries(acts: &[Action]) -> Vec<kimp_core::order::ClientId> {
+    acts.iter()
+        .filter_map(|a| if let Action::Query { cl_id, .. } = a { Some(*cl_id) } else { None })
+        .collect()
+}
+
+#[test]
+fn crash_after_intent_journaled_queries_both_legs_and_sends_nothing() {
+    let mut a = H::new(EngineConfig::default());
+    a.start();
+    a.funding(0.0001, 100_000_000);
+    let acts = a.market(344.0);
+    let (u, b) = (place_on(&acts, KRW_BTC).unwrap(), place_on(&acts, BTCUSDT).unwrap());
+    let mut r = restart(&a);
+    assert_eq!(r.e.trading_state(), TradingState::Reconciling);
+    assert_eq!(r.e.pair(0).unwrap().state, PairState::Opening);
+    r.out.clear();
+    let n = r.e.start_reconcile(r.now, &mut r.out);
+    let q = queries(r.out.as_slice());
+    assert_eq!(n, 2);
+    assert!(q.contains(&u.cl_id) && q.contains(&b.cl_id));
+    assert!(!r.e.outcomes_known());
+    // Neither order reached the venue.
+    let mut acts = r.report(&u, OrderEventKind::NotFound);
+    acts.extend(r.report(&b, OrderEventKind::NotFound));
+    assert!(places(&acts).is_empty());
+    assert!(r.e.outcomes_known());
+    assert!(r.e.pair(0).is_none(), "nothing traded: the pair is closed flat");
+    r.start();
+    assert_eq!(r.e.trading_state(), TradingState::Active);
+}
+
+#[test]
+fn crash_after_one_leg_filled_repairs_the_orphan_with_a_new_epoch() {
+    let mut a = H::simple();
+    a.start();
+    let acts = a.market(344.0);
+    let (u, b) = (place_on(&acts, KRW_BTC).unwrap(), place_on(&acts, BTCUSDT).unwrap());
+    a.fill_all(&u);
+    let mut r = restart(&a);
+    let p = *r.e.pair(0).unwrap();
+    assert_eq!(p.u.pos.0, -u.qty.0, "the Upbit fill was restored");
+    assert_eq!(p.u.fees, a.e.pair(0).unwrap().u.fees);
+    r.out.clear();
+    r.e.start_reconcile(r.now, &mut r.out);
+    assert_eq!(queries(r.out.as_slice()), vec![b.cl_id], "only the unknown leg is queried");
+    // The Binance order never arrived: the orphan must be hedged, under the new epoch.
+    r.market(344.0);
+    let acts = r.report(&b, OrderEventKind::NotFound);
+    let hedge = place_on(&acts, BTCUSDT).expect("orphan re-hedged while reconciling");
+    assert_eq!(hedge.cl_id.epoch, 2);
+    assert_eq!((hedge.side, hedge.qty), (Side::Buy, b.qty));
+    r.fill_all(&hedge);
+    assert_eq!(r.e.pair(0).unwrap().state, PairState::Hedged);
+    r.ev(Event::Control(Control::ReconcileDone));
+    assert_eq!(r.e.trading_state(), TradingState::Active);
+}
+
+#[test]
+fn crash_after_one_leg_filled_when_the_other_had_filled_too() {
+    let mut a = H::simple();
+    a.start();
+    let acts = a.market(344.0);
+    let (u, b) = (place_on(&acts, KRW_BTC).unwrap(), place_on(&acts, BTCUSDT).unwrap());
+    a.fill_all(&u);
+    let mut r = restart(&a);
+    r.out.clear();
+    r.e.start_reconcile(r.now, &mut r.out);
+    // The query finds it filled: hedged, and no order was sent at all.
+    let mut acts = r.fill(&b, b.qty, b.qty);
+    acts.extend(r.report(&b, OrderEventKind::Done { cum_qty: b.qty }));
+    assert!(places(&acts).is_empty());
+    assert_eq!(r.e.pair(0).unwrap().state, PairState::Hedged);
+}
+
+#[test]
+fn a_halt_survives_a_restart() {
+    let mut a = H::simple();
+    a.start();
+    a.ev(Event::Control(Control::Stop));
+    let mut r = restart(&a);
+    r.start();
+    assert!(matches!(r.e.trading_state(), TradingState::Halted(_)), "halt latched across restart");
+    assert!(places(&r.market(344.0)).is_empty());
+}
+
+#[test]
+fn closed_pairs_restore_realised_pnl_and_nothing_else() {
+    let mut a = H::simple();
+    a.start();
+    let acts = a.market(344.0);
+    let (u, b) = (place_on(&acts, KRW_BTC).unwrap(), place_on(&acts, BTCUSDT).unwrap());
+    a.fill_all(&u);
+    a.fill_all(&b);
+    a.advance_ms(10);
+    let acts = a.market(50.0);
+    let (cu, cb) = (place_on(&acts, KRW_BTC).unwrap(), place_on(&acts, BTCUSDT).unwrap());
+    a.fill_all(&cu);
+    a.fill_all(&cb);
+    assert!(a.e.pair(0).is_none());
+    let r = restart(&a);
+    assert!(r.e.pair(0).is_none());
+    assert_eq!(r.e.live_orders().count(), 0);
+    assert_eq!(r.e.realized_krw(), a.e.realized_krw());
+    assert!(
+        a.log
+            .iter()
+            .any(|x| matches!(x, Action::Journal(Record::Pair(p)) if p.to == PairState::Closed))
+    );
+}
