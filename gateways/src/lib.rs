@@ -5,3 +5,21 @@ pub mod transport;
 
 /// Request signing (Upbit JWT, Binance HMAC) and secrets.
 pub mod sign;
+
+/// Codec errors and counters.
+pub mod codec;
+
+/// Venue symbol → instrument id tables.
+pub mod symbols;
+
+/// Exact number parsing and formatting without floats.
+pub mod num;
+
+/// JSON access: simd-json tape with exact numbers, and the fast pull scanner.
+pub mod json;
+
+/// Upbit KRW spot codecs.
+pub mod upbit;
+
+/// Binance USDⓈ-M futures and spot codecs.
+pub mod binance;
