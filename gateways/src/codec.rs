@@ -175,3 +175,27 @@ impl MarketMsg<'_> {
         matches!(self, MarketMsg::Event(_))
     }
 }
+
+/// What one private-stream frame or REST body turned into: events in order (a fill and
+/// the order's end can arrive in one message), or a control condition.
+#[derive(Clone, Copy, Debug)]
+pub enum UserMsg<'a> {
+    /// Engine events, in order (order reports, balances, positions).
+    Events(&'a [kimp_core::event::Event<'static>]),
+    /// Binance `listenKeyExpired`: reconnect with a new key.
+    ListenKeyExpired,
+    /// Well-formed, nothing for the engine (`TRADE_LITE`, acks).
+    Skipped,
+    /// An order report for an order that is not ours (hand-placed, liquidation).
+    Foreign,
+}
+
+/// A stable 64-bit id for a venue trade id given as text (Upbit trade UUIDs). Fills are
+/// de-duplicated by cumulative quantity, so this only labels the fill.
+pub fn text_id(s: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &c in s {
+        h = (h ^ c as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}

@@ -23,3 +23,6 @@ pub mod upbit;
 
 /// Binance USDⓈ-M futures and spot codecs.
 pub mod binance;
+
+/// REST reply handling shared by both venues.
+pub mod rest;

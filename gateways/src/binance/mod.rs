@@ -2,5 +2,9 @@
 
 pub mod depth;
 pub mod market;
+pub mod rest;
+pub mod user;
 
 pub use market::BinanceMarketParser;
+pub use rest::BinanceRestParser;
+pub use user::BinanceUserParser;

@@ -1,5 +1,9 @@
 //! Upbit KRW spot: quotation WebSocket, private WebSocket, REST and request encoding.
 
 pub mod market;
+pub mod rest;
+pub mod user;
 
 pub use market::UpbitMarketParser;
+pub use rest::UpbitRestParser;
+pub use user::UpbitUserParser;
