@@ -26,3 +26,6 @@ pub mod binance;
 
 /// REST reply handling shared by both venues.
 pub mod rest;
+
+/// HTTP/1.1 request bytes for the encoders.
+pub mod http;
