@@ -78,7 +78,7 @@ impl BookSide {
     }
 
     /// Levels from best to worst.
-    pub fn iter(&self) -> impl Iterator<Item = &Level> + '_ {
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Level> + ExactSizeIterator + '_ {
         self.levels.iter().rev()
     }
 
