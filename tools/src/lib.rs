@@ -1,2 +1,3 @@
 //! The `kimp` tools: the venue simulator, the runtime and the research commands.
 pub mod runtime;
+pub mod sim;

@@ -12,6 +12,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the venue simulator (Upbit + Binance on loopback) in the foreground.
+    Sim(Box<kimp::sim::cli::SimArgs>),
     /// Check a configuration file and print the engine settings it yields.
     Check {
         /// Configuration file (TOML).
@@ -23,6 +25,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Sim(args) => kimp::sim::cli::run(*args),
         Command::Check { config } => {
             anyhow::bail!("config check is not available yet ({})", config.display())
         }
