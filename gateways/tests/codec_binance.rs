@@ -115,11 +115,25 @@ fn acks_errors_and_junk() {
     assert!(p.parse(b"").is_err());
     assert!(p.parse(b"{} x").is_err());
     assert!(p.parse(br#"{"e":"depthUpdate","s":"BTCUSDT","U":1,"u":2,"b":[],"a":[]}"#).is_ok());
+    // A depth event missing a side is refused: levels must never leak from the previous
+    // message (found by the fuzzer).
+    let ok = br#"{"e":"depthUpdate","s":"BTCUSDT","U":1,"u":2,"b":[["1","2"]],"a":[["3","4"]]}"#;
+    assert!(p.parse(ok).is_ok());
+    assert_eq!(
+        p.parse(br#"{"e":"depthUpdate","s":"BTCUSDT","U":3,"u":4,"C":[["1","2"]],"a":[]}"#)
+            .unwrap_err(),
+        CodecError::Missing("b/a")
+    );
+    assert!(p.parse_simd(ok).is_ok());
+    assert_eq!(
+        p.parse_simd(br#"{"e":"depthUpdate","s":"BTCUSDT","U":3,"u":4,"b":[]}"#).unwrap_err(),
+        CodecError::Missing("b/a")
+    );
     let s = p.stats;
-    assert_eq!(s.messages, 9);
+    assert_eq!(s.messages, 13);
     assert_eq!((s.unknown_message, s.unknown_symbol), (1, 1));
-    assert_eq!(s.malformed, 4);
-    assert_eq!((s.events, s.skipped), (1, 2));
+    assert_eq!(s.malformed, 6);
+    assert_eq!((s.events, s.skipped), (3, 2));
 }
 
 #[test]

@@ -36,8 +36,9 @@ struct Raw<'x> {
     bq: Option<&'x [u8]>,
     a: Option<&'x [u8]>,
     aq: Option<&'x [u8]>,
-    /// `b`/`a`/`bids`/`asks` were level arrays.
-    levels: bool,
+    /// `b`/`bids` and `a`/`asks` were level arrays.
+    levels_b: bool,
+    levels_a: bool,
     p: Option<&'x [u8]>,
     q: Option<&'x [u8]>,
     r: Option<&'x [u8]>,
@@ -81,6 +82,11 @@ impl BinanceMarketParser {
     /// Parses one WebSocket frame (raw or combined-stream form) with the fast scanner.
     pub fn parse<'a>(&'a mut self, msg: &'a [u8]) -> CodecResult<MarketMsg<'a>> {
         let r = scan(msg, &mut self.bids, &mut self.asks);
+        if matches!(&r, Ok(raw) if raw.code.is_some() && raw.e.is_none()) {
+            // Venue errors are rare and their text may be escaped: the general path
+            // decodes it properly.
+            return self.parse_simd(msg);
+        }
         let out = match r {
             Ok(raw) => build(&raw, &self.symbols, None, &self.bids, &self.asks),
             Err(e) => Err(e),
@@ -127,6 +133,8 @@ impl BinanceMarketParser {
 
 /// Scans a frame, descending into the combined-stream envelope.
 fn scan<'x>(msg: &'x [u8], bids: &mut Vec<Level>, asks: &mut Vec<Level>) -> CodecResult<Raw<'x>> {
+    bids.clear();
+    asks.clear();
     let mut c = Cursor::new(msg);
     let mut raw = Raw::default();
     c.object()?;
@@ -189,11 +197,11 @@ fn field<'x>(
         b"lastUpdateId" => raw.last_update_id = Some(c.u64("lastUpdateId")?),
         b"b" | b"bids" if c.peek() == Some(b'[') => {
             scan_levels(c, bids, MAX_LEVELS, "bids")?;
-            raw.levels = true;
+            raw.levels_b = true;
         }
         b"a" | b"asks" if c.peek() == Some(b'[') => {
             scan_levels(c, asks, MAX_LEVELS, "asks")?;
-            raw.levels = true;
+            raw.levels_a = true;
         }
         // Spot `trade` carries buyer/seller order ids as numbers under `b`/`a`.
         b"b" if c.peek() == Some(b'"') => raw.b = Some(c.str()?),
@@ -264,11 +272,11 @@ fn tape_raw<'x>(
             "lastUpdateId" => raw.last_update_id = Some(d.u64(v).ok_or(bad("lastUpdateId"))?),
             "b" | "bids" if d.array_len(v).is_some() => {
                 tape_levels(d, v, bids, MAX_LEVELS, "bids")?;
-                raw.levels = true;
+                raw.levels_b = true;
             }
             "a" | "asks" if d.array_len(v).is_some() => {
                 tape_levels(d, v, asks, MAX_LEVELS, "asks")?;
-                raw.levels = true;
+                raw.levels_a = true;
             }
             "b" if d.str(v).is_some() => raw.b = Some(s()?),
             "a" if d.str(v).is_some() => raw.a = Some(s()?),
@@ -381,7 +389,8 @@ fn build<'a>(
     let ms = |t: Option<u64>| Nanos::from_ms(t.unwrap_or(0));
     match raw.e {
         Some(b"depthUpdate") => {
-            if !raw.levels {
+            // Both sides must come from this message, never from a previous one.
+            if !(raw.levels_b && raw.levels_a) {
                 return Err(CodecError::Missing("b/a"));
             }
             Ok(MarketMsg::Event(Event::Depth(DepthDiff {
@@ -419,7 +428,7 @@ fn build<'a>(
                     Some(i) => i,
                     None => return Err(CodecError::Missing("instrument for snapshot")),
                 };
-                if !raw.levels {
+                if !(raw.levels_b && raw.levels_a) {
                     return Err(CodecError::Missing("bids/asks"));
                 }
                 Ok(MarketMsg::Event(Event::Book(BookSnapshot {

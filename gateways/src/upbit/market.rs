@@ -58,7 +58,13 @@ impl UpbitMarketParser {
 
     /// Parses one frame (binary or text; the bytes are UTF-8 JSON) with the scanner.
     pub fn parse<'a>(&'a mut self, msg: &'a [u8]) -> CodecResult<MarketMsg<'a>> {
-        let out = match scan(msg, &mut self.bids, &mut self.asks) {
+        let r = scan(msg, &mut self.bids, &mut self.asks);
+        if matches!(&r, Ok(raw) if raw.err_name.is_some() || raw.status.is_some()) {
+            // Errors and keep-alive answers are rare and their text may be escaped: the
+            // general path decodes it properly.
+            return self.parse_simd(msg);
+        }
+        let out = match r {
             Ok(raw) => build(&raw, &self.symbols, &self.bids, &self.asks),
             Err(e) => Err(e),
         };
