@@ -117,6 +117,18 @@ fn main() {
         applied
     });
 
+    let bbo: Vec<Vec<u8>> =
+        lines.iter().map(json).filter(|j| j.windows(12).any(|w| w == b"@bookTicker\"")).collect();
+    let bbytes: usize = bbo.iter().map(Vec::len).sum();
+    let mut p = BinanceMarketParser::new(table.clone());
+    run("binance bookTicker parse (scanner, enveloped)", bbo.len(), bbytes, || {
+        bbo.iter().filter(|m| p.parse(m).is_ok_and(|r| r.is_event())).count() as u64
+    });
+    let mut p = BinanceMarketParser::new(table.clone());
+    run("binance bookTicker parse (simd-json tape)", bbo.len(), bbytes, || {
+        bbo.iter().filter(|m| p.parse_simd(m).is_ok_and(|r| r.is_event())).count() as u64
+    });
+
     // Upbit.
     let mut up_table = SymbolTable::for_venue(Venue::Upbit, &markets.instruments);
     for (i, c) in [
