@@ -107,10 +107,10 @@ pub struct StoreConfig {
     pub questdb: Option<QuestDbConf>,
     /// Data directory (`ilp/` and `spool/` go under it).
     pub data_dir: PathBuf,
-    /// Rotate local ILP files at this size, MiB.
-    pub rotate_mb: u64,
-    /// Rotate spool files at this size, MiB (small, so sent files are deleted early).
-    pub spool_rotate_mb: u64,
+    /// Rotate local ILP files at this size, KiB.
+    pub rotate_kb: u64,
+    /// Rotate spool files at this size, KiB (small, so sent files are deleted early).
+    pub spool_rotate_kb: u64,
     /// Spool size above which telemetry is dropped (trading records never are), MiB.
     pub spool_max_mb: u64,
     /// Write a batch at least this often, ms.
@@ -141,8 +141,8 @@ impl Default for StoreConfig {
         Self {
             questdb: None,
             data_dir: PathBuf::from("data"),
-            rotate_mb: 64,
-            spool_rotate_mb: 4,
+            rotate_kb: 64 << 10,
+            spool_rotate_kb: 4 << 10,
             spool_max_mb: 1024,
             flush_ms: 100,
             batch_rows: 4096,
@@ -319,6 +319,8 @@ impl StoreTx {
 pub struct Store {
     tx: StoreTx,
     stop: Arc<AtomicBool>,
+    /// Dropped at shutdown to wake the worker out of its wait.
+    wake: Option<Sender<()>>,
     worker: Option<JoinHandle<()>>,
     shipper: Option<JoinHandle<()>>,
 }
@@ -335,10 +337,10 @@ impl Store {
         let (tel_tx, tel_rx) = bounded(cfg.telemetry_queue.max(1));
         let stop = Arc::new(AtomicBool::new(false));
         let (dir, rotate) = match &cfg.questdb {
-            Some(_) => (cfg.data_dir.join("spool"), cfg.spool_rotate_mb),
-            None => (cfg.data_dir.join("ilp"), cfg.rotate_mb),
+            Some(_) => (cfg.data_dir.join("spool"), cfg.spool_rotate_kb),
+            None => (cfg.data_dir.join("ilp"), cfg.rotate_kb),
         };
-        let out = files::IlpFiles::open(&dir, rotate.max(1) << 20)?;
+        let out = files::IlpFiles::open(&dir, rotate.max(1) << 10)?;
         stats.spool_bytes.store(
             if cfg.questdb.is_some() { files::total_bytes(&dir)? } else { 0 },
             Ordering::Relaxed,
@@ -364,12 +366,13 @@ impl Store {
         };
         let mut w = Worker::new(&cfg, names, out, stats.clone(), on_alert);
         let stop2 = stop.clone();
+        let (wake, wake_rx) = bounded::<()>(1);
         let worker = std::thread::Builder::new().name("kimp-store".into()).spawn(move || {
-            w.run(rec_rx, tel_rx, &stop2);
+            w.run(rec_rx, tel_rx, wake_rx, &stop2);
             worker_done.store(true, Ordering::Release);
         })?;
         let tx = StoreTx { records: rec_tx, telemetry: tel_tx, stats };
-        Ok(Store { tx, stop, worker: Some(worker), shipper })
+        Ok(Store { tx, stop, wake: Some(wake), worker: Some(worker), shipper })
     }
 
     /// A sender for the runtime (clone it freely).
@@ -390,6 +393,7 @@ impl Store {
 
     fn stop_and_join(&mut self) {
         self.stop.store(true, Ordering::Release);
+        self.wake.take();
         for h in [self.worker.take(), self.shipper.take()].into_iter().flatten() {
             let _ = h.join();
         }
@@ -448,9 +452,10 @@ impl Worker {
         &mut self,
         rec_rx: Receiver<StoreEvent>,
         tel_rx: Receiver<StoreEvent>,
+        wake: Receiver<()>,
         stop: &AtomicBool,
     ) {
-        let (mut rec_rx, mut tel_rx) = (rec_rx, tel_rx);
+        let (mut rec_rx, mut tel_rx, mut wake) = (rec_rx, tel_rx, wake);
         let mut next_flush = Instant::now() + self.flush_every;
         loop {
             let wait = next_flush.saturating_duration_since(Instant::now());
@@ -463,6 +468,7 @@ impl Worker {
                     Ok(ev) => self.on_event(&ev),
                     Err(_) => tel_rx = never(),
                 },
+                recv(wake) -> _ => wake = never(),
                 default(wait) => {}
             }
             // Take what is already queued, trading records first, up to a batch.

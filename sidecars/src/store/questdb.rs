@@ -117,6 +117,13 @@ pub fn load_files(paths: &[PathBuf], questdb_conf: &str) -> Result<LoadStats, St
     Ok(st)
 }
 
+#[derive(Debug)]
+struct Sent {
+    path: PathBuf,
+    at: Instant,
+    confirmations: u32,
+}
+
 /// Tails the spool directory and sends it to QuestDB (see the module docs of `store`).
 pub(crate) struct Shipper {
     dir: PathBuf,
@@ -126,8 +133,8 @@ pub(crate) struct Shipper {
     sender: Option<Sender>,
     /// File being sent and the offset of its first unsent byte.
     cursor: Option<(PathBuf, u64)>,
-    /// Sent files awaiting deletion (TCP keeps them for `replay` in case the link drops).
-    sent: VecDeque<(PathBuf, Instant)>,
+    /// Sent files awaiting deletion (TCP keeps them in case the link drops).
+    sent: VecDeque<Sent>,
     replay: Duration,
     backoff: Duration,
     backoff_min: Duration,
@@ -136,6 +143,7 @@ pub(crate) struct Shipper {
     down_since: Option<Instant>,
     poll: Duration,
     drain: Duration,
+    all_sealed: bool,
 }
 
 impl Shipper {
@@ -164,14 +172,17 @@ impl Shipper {
             down_since: None,
             poll: Duration::from_millis(cfg.ship_poll_ms.max(1)),
             drain: Duration::from_millis(cfg.drain_ms),
+            all_sealed: false,
         }
     }
 
     pub(crate) fn run(mut self, stop: &AtomicBool, worker_done: &AtomicBool) {
         let mut deadline = None;
         loop {
+            // Once the worker has sealed its last file, no file is still being written.
+            self.all_sealed = worker_done.load(Ordering::Acquire);
             let worked = self.turn(Instant::now());
-            if stop.load(Ordering::Acquire) && worker_done.load(Ordering::Acquire) {
+            if stop.load(Ordering::Acquire) && self.all_sealed {
                 let d = *deadline.get_or_insert_with(|| Instant::now() + self.drain);
                 let empty = self.cursor.is_none() && self.unsent_files().is_empty();
                 if empty || Instant::now() >= d {
@@ -185,7 +196,7 @@ impl Shipper {
     }
 
     fn unsent_files(&self) -> Vec<PathBuf> {
-        let sent: HashSet<&Path> = self.sent.iter().map(|(p, _)| p.as_path()).collect();
+        let sent: HashSet<&Path> = self.sent.iter().map(|s| s.path.as_path()).collect();
         files::list(&self.dir)
             .unwrap_or_default()
             .into_iter()
@@ -193,25 +204,38 @@ impl Shipper {
             .collect()
     }
 
-    fn delete_old(&mut self, now: Instant) {
-        while let Some((p, t)) = self.sent.front() {
-            if now.duration_since(*t) < self.replay {
+    /// Deletes sent files that are safe to forget. Over HTTP a flush is acknowledged, so at
+    /// once. Over TCP a write only reached the kernel: a file goes once two later flushes,
+    /// both at least `replay` after it was sent, succeeded (a dead peer fails the second).
+    fn delete_old(&mut self) {
+        while let Some(s) = self.sent.front() {
+            if !self.replay.is_zero() && s.confirmations < 2 {
                 break;
             }
-            let len = p.metadata().map_or(0, |m| m.len());
-            if std::fs::remove_file(p).is_ok() {
-                self.stats.spool_bytes.fetch_sub(
-                    len.min(self.stats.spool_bytes.load(Ordering::Relaxed)),
-                    Ordering::Relaxed,
-                );
+            let len = s.path.metadata().map_or(0, |m| m.len());
+            if std::fs::remove_file(&s.path).is_ok() {
+                let cur = self.stats.spool_bytes.load(Ordering::Relaxed);
+                self.stats.spool_bytes.fetch_sub(len.min(cur), Ordering::Relaxed);
             }
             self.sent.pop_front();
         }
     }
 
+    fn confirm_sent(&mut self, now: Instant) {
+        for s in &mut self.sent {
+            if now.duration_since(s.at) >= self.replay {
+                s.confirmations += 1;
+            }
+        }
+    }
+
+    fn mark_sent(&mut self, path: PathBuf, now: Instant) {
+        self.sent.push_back(Sent { path, at: now, confirmations: 0 });
+        self.delete_old();
+    }
+
     /// One step: connect if due, then send one chunk. Returns whether it sent anything.
     fn turn(&mut self, now: Instant) -> bool {
-        self.delete_old(now);
         if self.sender.is_none() {
             if now < self.next_try {
                 return false;
@@ -236,7 +260,7 @@ impl Shipper {
             Err(e) => {
                 tracing::warn!(error = %e, "store: spool file unreadable; skipped");
                 self.cursor = None;
-                self.sent.push_back((path, now));
+                self.mark_sent(path, now);
                 return false;
             }
         };
@@ -247,6 +271,8 @@ impl Shipper {
                 self.stats.bad_lines.fetch_add(bad, Ordering::Relaxed);
                 if rows > 0 {
                     self.recovered(now);
+                    self.confirm_sent(now);
+                    self.delete_old();
                 }
                 if used > 0 {
                     self.cursor = Some((path, off + used as u64));
@@ -254,14 +280,13 @@ impl Shipper {
                 }
                 // Nothing complete left. A newer file means the worker sealed this one
                 // (any remaining bytes are a torn tail); otherwise it is still being written.
-                let newer = self.unsent_files().iter().any(|p| p > &path);
+                let newer = self.all_sealed || self.unsent_files().iter().any(|p| p > &path);
                 if newer {
                     if !data.is_empty() {
                         self.stats.bad_lines.fetch_add(1, Ordering::Relaxed);
                     }
                     self.cursor = None;
-                    self.sent.push_back((path, now));
-                    self.delete_old(now);
+                    self.mark_sent(path, now);
                     return true;
                 }
                 false
