@@ -140,8 +140,8 @@ impl Encoder {
                 buf.table("pairs")?
                     .symbol("coin", self.names.coin(p.coin))?
                     .symbol("direction", labels::direction(p.direction))?
-                    .symbol("from", labels::pair_state(p.from))?
-                    .symbol("to", labels::pair_state(p.to))?
+                    .symbol("from_state", labels::pair_state(p.from))?
+                    .symbol("to_state", labels::pair_state(p.to))?
                     .column_i64("pair", p.pair as i64)?
                     .column_f64("pos_u", p.pos_u.to_f64())?
                     .column_f64("pos_b", p.pos_b.to_f64())?
@@ -240,7 +240,7 @@ impl Encoder {
     pub fn latency(&self, l: &LatencySample, buf: &mut Buffer) -> EncResult {
         buf.table("latency")?
             .symbol("stage", l.stage)?
-            .column_i64("count", l.count as i64)?
+            .column_i64("samples", l.count as i64)?
             .column_i64("p50_ns", l.p50_ns as i64)?
             .column_i64("p99_ns", l.p99_ns as i64)?
             .column_i64("p999_ns", l.p999_ns as i64)?
@@ -579,6 +579,117 @@ mod tests {
             parse_line(line).unwrap().write_to(&mut again).unwrap();
         }
         assert_eq!(again.as_bytes(), &bytes[..]);
+    }
+
+    fn rows(f: impl FnOnce(&mut Encoder, &mut Buffer)) -> Vec<String> {
+        let names = std::sync::Arc::new(Names::from_markets(&kimp_core::testkit::btc_markets()));
+        let mut enc = Encoder::new(names);
+        let mut b = Buffer::new(ProtocolVersion::V1);
+        f(&mut enc, &mut b);
+        String::from_utf8(b.as_bytes().to_vec()).unwrap().lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn encodes_every_record_kind_with_names() {
+        use kimp_core::action::{HaltReason, PairRecord, PnlSplit, Purpose};
+        use kimp_core::config::Direction;
+        use kimp_core::event::{FxSource, RejectReason};
+        use kimp_core::order::Leg;
+        use kimp_core::pair::PairState;
+        use kimp_core::units::{Krw, Price, Qty, Quote};
+        const E8: i64 = 100_000_000;
+        let (u, b) = (
+            ClientId { epoch: 1, seq: 5, leg: Leg::U, attempt: 0 },
+            ClientId { epoch: 1, seq: 5, leg: Leg::B, attempt: 1 },
+        );
+        let j = |seq, record| JournalEntry { seq, ts: Nanos(1_000), record };
+        let got = rows(|e, buf| {
+            let intent = Record::Intent {
+                seq: 5,
+                pair: 5,
+                coin: 0,
+                purpose: Purpose::Entry,
+                orders: [Some(u), Some(b)],
+            };
+            e.journal(&j(1, intent), buf).unwrap();
+            let st = Record::OrderState {
+                cl_id: u,
+                state: OrderState::Rejected(RejectReason::Other(-2010)),
+                filled: Qty(0),
+            };
+            e.journal(&j(2, st), buf).unwrap();
+            let fill = Record::Fill {
+                cl_id: b,
+                trade_id: 9,
+                px: Price(E8),
+                qty: Qty(E8),
+                fee: Quote(0),
+                exch_ts: Nanos(0),
+            };
+            e.journal(&j(3, fill), buf).unwrap();
+            let pair = PairRecord {
+                pair: 5,
+                coin: 0,
+                direction: Direction::SellPremium,
+                from: PairState::Closing,
+                to: PairState::Closed,
+                pos_u: Qty(0),
+                pos_b: Qty(0),
+                entry_premium_bps: 250.5,
+                fx_entry: Price(1_400 * E8),
+                pnl: PnlSplit {
+                    premium: Krw(1_000 * E8),
+                    fx: Krw(-100 * E8),
+                    fees: Krw(-50 * E8),
+                    funding: Krw(0),
+                },
+            };
+            e.journal(&j(4, Record::Pair(pair)), buf).unwrap();
+            e.journal(
+                &j(5, Record::Trading { state: TradingState::Halted(HaltReason::Operator) }),
+                buf,
+            )
+            .unwrap();
+            let f = Funding {
+                inst: InstrumentId(1),
+                exch_ts: Nanos(2_000),
+                mark: Price(70_000 * E8),
+                rate_e8: -5_000,
+                next_funding: Nanos(3_000_000),
+            };
+            e.funding(&f, buf).unwrap();
+            let q = FxQuote {
+                source: FxSource::Official,
+                exch_ts: Nanos(4_000),
+                bid: Price(1_390 * E8),
+                ask: Price(1_392 * E8),
+            };
+            e.fx(&q, buf).unwrap();
+            let l = LatencySample {
+                ts: Nanos(5_000),
+                stage: "tick_to_order",
+                count: 10,
+                p50_ns: 1,
+                p99_ns: 2,
+                p999_ns: 3,
+                max_ns: 4,
+            };
+            e.latency(&l, buf).unwrap();
+        });
+        let want = [
+            r#"orders,event=intent,venue=upbit,coin=BTC,purpose=entry cl_id="k1-5-u0",event_seq=1i,intent=5i,pair=5i 1000"#,
+            r#"orders,event=intent,venue=binance,coin=BTC,purpose=entry cl_id="k1-5-b1",event_seq=1i,intent=5i,pair=5i 1000"#,
+            r#"orders,event=state,venue=upbit,state=rejected,reason=other reject_code=-2010i,cl_id="k1-5-u0",event_seq=2i,filled=0.0 1000"#,
+            r#"fills,venue=binance cl_id="k1-5-b1",trade_id=9i,px=1.0,qty=1.0,fee=0.0,event_seq=3i 1000"#,
+            "pairs,coin=BTC,direction=sell_premium,from_state=closing,to_state=closed pair=5i,pos_u=0.0,pos_b=0.0,\
+             entry_premium_bps=250.5,fx_entry=1400.0,pnl_premium=1000.0,pnl_fx=-100.0,pnl_fees=-50.0,pnl_funding=0.0,\
+             pnl_net=850.0,event_seq=4i 1000",
+            "trading,state=halted,reason=operator event_seq=5i 1000",
+            "funding,venue=binance,symbol=BTCUSDT,coin=BTC mark=70000.0,rate=-0.00005,next_funding=3000t 2000",
+            "fx,source=official bid=1390.0,ask=1392.0,mid=1391.0 4000",
+            "latency,stage=tick_to_order samples=10i,p50_ns=1i,p99_ns=2i,p999_ns=3i,max_ns=4i 5000",
+        ];
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -275,7 +275,7 @@ pub fn dedup_key(l: &IlpLine) -> String {
     let rest = match l.table.as_str() {
         "fills" => format!("{}|{}", t("venue"), f("trade_id")),
         "orders" => format!("{}|{}", f("cl_id"), f("event_seq")),
-        "pairs" => format!("{}|{}", f("pair"), t("to")),
+        "pairs" => format!("{}|{}", f("pair"), t("to_state")),
         "trading" => f("event_seq"),
         "kimp" => t("coin"),
         "bbo" | "funding" => format!("{}|{}", t("venue"), t("symbol")),
