@@ -74,7 +74,7 @@ fn alert_log() -> (store::AlertFn, Arc<Mutex<Vec<StoreAlert>>>) {
 fn quick(dir: &std::path::Path, questdb: Option<String>) -> StoreConfig {
     StoreConfig {
         questdb: questdb.map(QuestDbConf),
-        data_dir: dir.to_path_buf(),
+        dir: dir.join("ilp"),
         flush_ms: 5,
         retry_min_ms: 20,
         retry_max_ms: 100,

@@ -5,8 +5,8 @@
 //! (dropped and counted when full). The worker turns events into ILP rows with questdb-rs's
 //! `Buffer` and appends them, once per batch, to rotating files:
 //!
-//! - without QuestDB, to `<data_dir>/ilp/` (kept; `kimp report` and [`load_files`] read them);
-//! - with QuestDB, to `<data_dir>/spool/`, which a second thread (the shipper) tails and sends
+//! - without QuestDB, to `dir` (default `data/ilp/`; kept; `kimp report` and [`load_files`] read them);
+//! - with QuestDB, to the spool (default `data/spool/`), which a second thread (the shipper) tails and sends
 //!   with questdb-rs's `Sender`, deleting each file once it is sent. The worker never touches
 //!   the network, so a slow or dead QuestDB cannot stall it; the spool is the disk buffer
 //!   that backfills on recovery. Delivery is at least once; the DEDUP keys in
@@ -105,8 +105,10 @@ impl std::fmt::Debug for QuestDbConf {
 pub struct StoreConfig {
     /// questdb-rs configuration string; `None` = local files only.
     pub questdb: Option<QuestDbConf>,
-    /// Data directory (`ilp/` and `spool/` go under it).
-    pub data_dir: PathBuf,
+    /// Directory of the local ILP files (used when `questdb` is not set).
+    pub dir: PathBuf,
+    /// Directory of the spool in front of QuestDB (default: `spool` beside `dir`).
+    pub spool_dir: Option<PathBuf>,
     /// Rotate local ILP files at this size, KiB.
     pub rotate_kb: u64,
     /// Rotate spool files at this size, KiB (small, so sent files are deleted early).
@@ -140,7 +142,8 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             questdb: None,
-            data_dir: PathBuf::from("data"),
+            dir: PathBuf::from("data/ilp"),
+            spool_dir: None,
             rotate_kb: 64 << 10,
             spool_rotate_kb: 4 << 10,
             spool_max_mb: 1024,
@@ -155,6 +158,13 @@ impl Default for StoreConfig {
             telemetry_queue: 16_384,
             candles: true,
         }
+    }
+}
+
+impl StoreConfig {
+    /// The spool directory in effect.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.spool_dir.clone().unwrap_or_else(|| self.dir.with_file_name("spool"))
     }
 }
 
@@ -337,8 +347,8 @@ impl Store {
         let (tel_tx, tel_rx) = bounded(cfg.telemetry_queue.max(1));
         let stop = Arc::new(AtomicBool::new(false));
         let (dir, rotate) = match &cfg.questdb {
-            Some(_) => (cfg.data_dir.join("spool"), cfg.spool_rotate_kb),
-            None => (cfg.data_dir.join("ilp"), cfg.rotate_kb),
+            Some(_) => (cfg.spool_dir(), cfg.spool_rotate_kb),
+            None => (cfg.dir.clone(), cfg.rotate_kb),
         };
         let out = files::IlpFiles::open(&dir, rotate.max(1) << 10)?;
         stats.spool_bytes.store(
