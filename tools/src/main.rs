@@ -14,6 +14,10 @@ struct Cli {
 enum Command {
     /// Run the venue simulator (Upbit + Binance on loopback) in the foreground.
     Sim(Box<kimp::sim::cli::SimArgs>),
+    /// Trade live (or against `kimp sim`): one pinned busy-poll loop, journal, recovery.
+    Run(kimp::runtime::cli::RunArgs),
+    /// Simulator + runtime + store in one process, with a live terminal view.
+    Demo(kimp::runtime::demo::DemoArgs),
     /// Check a configuration file and print the engine settings it yields.
     Check {
         /// Configuration file (TOML).
@@ -26,8 +30,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Sim(args) => kimp::sim::cli::run(*args),
-        Command::Check { config } => {
-            anyhow::bail!("config check is not available yet ({})", config.display())
-        }
+        Command::Run(args) => kimp::runtime::cli::run(args),
+        Command::Demo(args) => kimp::runtime::demo::demo(args),
+        Command::Check { config } => kimp::runtime::cli::check(&config),
     }
 }

@@ -16,7 +16,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use kimp_core::units::Nanos;
 use memmap2::MmapRaw;
@@ -177,8 +177,6 @@ pub struct Journal {
 pub struct Published {
     /// (segment number << 40) | slots written in it.
     position: AtomicU64,
-    /// Set when the writer moved to a new segment (the syncer picks it up).
-    rolled: AtomicBool,
 }
 
 impl Published {
@@ -284,7 +282,6 @@ impl Journal {
             };
             self.current = next;
             self.at = 0;
-            self.published.rolled.store(true, Ordering::Release);
         }
         let mut slot = [0u8; SLOT];
         record_codec::encode(e, ts, &mut slot);
@@ -305,6 +302,41 @@ impl Journal {
     /// Slots left before the next segment is needed.
     pub fn headroom(&self) -> u64 {
         self.current.slots - self.at
+    }
+}
+
+/// Flushes the journal to disk on a fixed cadence, from its own thread (the loop never
+/// makes this syscall).
+#[derive(Debug)]
+pub struct Syncer {
+    dir: PathBuf,
+    published: Arc<Published>,
+    file: Option<(u32, File)>,
+    /// Syncs done.
+    pub syncs: u64,
+}
+
+impl Syncer {
+    /// A syncer for `j`'s segments.
+    pub fn new(j: &Journal) -> Syncer {
+        Syncer { dir: j.dir.clone(), published: j.published.clone(), file: None, syncs: 0 }
+    }
+
+    /// Syncs the segment being written (fdatasync), opening it when the writer moved on.
+    pub fn sync(&mut self) -> io::Result<()> {
+        let (no, _) = self.published.position();
+        if self.file.as_ref().is_none_or(|(n, _)| *n != no) {
+            // Flush the previous segment completely before switching.
+            if let Some((_, f)) = self.file.take() {
+                f.sync_data()?;
+            }
+            self.file = Some((no, File::open(Segment::path(&self.dir, no))?));
+        }
+        if let Some((_, f)) = &self.file {
+            f.sync_data()?;
+            self.syncs += 1;
+        }
+        Ok(())
     }
 }
 

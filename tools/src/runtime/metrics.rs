@@ -18,12 +18,15 @@ pub enum Stage {
     TickToOrder = 3,
     /// One loop turn.
     Turn = 4,
+    /// Frame received → everything it caused is done (every market-data frame).
+    Frame = 5,
 }
 
 /// Number of stages.
-pub const STAGES: usize = 5;
+pub const STAGES: usize = 6;
 /// Stage names as they appear in the store and in `/latency`.
-pub const STAGE_NAMES: [&str; STAGES] = ["parse", "engine", "send", "tick_to_order", "turn"];
+pub const STAGE_NAMES: [&str; STAGES] =
+    ["parse", "engine", "send", "tick_to_order", "turn", "frame"];
 
 /// Percentiles of one stage over an interval.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -70,7 +73,8 @@ impl LoopMetrics {
     /// Histograms from 1 ns to 10 s at 3 significant digits; a turn over `cycle_us_max`
     /// counts as a stall.
     pub fn new(cycle_us_max: u64) -> Self {
-        let h = || Histogram::new_with_bounds(1, 10_000_000_000, 3).expect("valid histogram bounds");
+        let h =
+            || Histogram::new_with_bounds(1, 10_000_000_000, 3).expect("valid histogram bounds");
         Self {
             hist: (0..STAGES).map(|_| h()).collect(),
             total: (0..STAGES).map(|_| h()).collect(),

@@ -1,9 +1,15 @@
 //! The runtime: `kimp run` and `kimp demo` — configuration, secrets, the journal and the
 //! single pinned busy-poll loop that drives the engine.
 
+pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod journal;
 pub mod metrics;
+pub mod orders;
 pub mod record_codec;
+pub mod run;
 pub mod secrets;
+pub mod startup;
+pub mod trading_loop;

@@ -1,0 +1,97 @@
+//! `kimp run` and `kimp check`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+use clap::Args;
+
+use super::config::Config;
+use super::run;
+
+/// `kimp run` arguments.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Configuration file (TOML); see config/live.example.toml.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long)]
+    pub log_json: bool,
+}
+
+/// Sets up tracing (stderr; `RUST_LOG` filters, default `info`).
+pub fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json { b.json().try_init() } else { b.try_init() };
+}
+
+/// `kimp run --config FILE`.
+pub fn run(args: RunArgs) -> Result<()> {
+    init_logs(args.log_json);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (cfg, keys) = run::load(&args.config)?;
+    let mut rt = run::build(&cfg, &keys, &run::BuildOptions::default())?;
+    drop(keys);
+    tracing::info!(
+        epoch = rt.epoch,
+        replayed = rt.replayed,
+        torn = rt.torn_slots,
+        "journal replayed"
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    // First signal: stop entries, finish in-flight orders, exit 0. Second: exit at once.
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())?;
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    let syncer = rt.spawn_syncer(Duration::from_millis(cfg.runtime.journal_sync_ms), stop.clone());
+    let rx = rt.out_rx.clone();
+    let logger = std::thread::Builder::new().name("kimp-log".into()).spawn(move || {
+        while let Ok(o) = rx.recv() {
+            if let super::trading_loop::Out::Alert(a) = o {
+                tracing::warn!(alert = ?a, "alert");
+            }
+        }
+    })?;
+    run::pin(cfg.runtime.core)?;
+    let drain = Duration::from_millis(cfg.runtime.shutdown_ms);
+    let result = rt.tl.run(&stop, drain);
+    let live = rt.tl.core.engine.live_orders().count();
+    drop(rt);
+    if let Some(s) = syncer {
+        let _ = s.join();
+    }
+    let _ = logger.join();
+    result?;
+    if live > 0 {
+        tracing::warn!(
+            live,
+            "orders still in flight at exit: they are journaled and reconciled on restart"
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// `kimp check --config FILE`: validates and prints the settings in effect.
+pub fn check(path: &Path) -> Result<()> {
+    let cfg = Config::load(path).map_err(|e| anyhow!("{e}"))?;
+    println!("{}: OK", path.display());
+    println!(
+        "coins: {}",
+        cfg.coins
+            .iter()
+            .map(|c| format!("{} ({} / {})", c.name, c.upbit, c.binance))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("strategy: {:?}", cfg.strategy);
+    println!("risk: {:?}", cfg.risk);
+    println!("journal: {}  store: {}", cfg.runtime.journal_dir.display(), cfg.store.dir.display());
+    Ok(())
+}

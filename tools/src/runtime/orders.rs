@@ -1,0 +1,453 @@
+//! The order path: engine actions → encoded, signed REST requests on pre-opened keep-alive
+//! connections; REST completions → engine events.
+//!
+//! Completions are not fed to the engine inside the connection's callback (that would
+//! need the same pool to send the engine's next orders): order reports are parsed into a
+//! pre-allocated queue of `'static` events, other bodies are copied into a reusable arena,
+//! and the loop feeds both right after the poll.
+//!
+//! Knight Capital's missing control lives here: every order that reaches the wire is
+//! counted, and a `Place` the engine did not journal first is impossible by construction
+//! (the loop executes `Journal` before `Place`, in outbox order) — `wire_orders` is checked
+//! against the engine's `intents × 2` by the loop every turn.
+
+use kimp_core::event::{Event, OrderEvent, OrderEventKind, RejectReason};
+use kimp_core::instrument::{InstrumentId, Venue};
+use kimp_core::order::{ClientId, OrderRequest};
+use kimp_core::units::Nanos;
+use kimp_gateways::binance::encode::BinanceEncoder;
+use kimp_gateways::binance::rest::BinanceRestParser;
+use kimp_gateways::rest::OrderRequestKind;
+use kimp_gateways::transport::{Completion, HttpPool, SendError};
+use kimp_gateways::upbit::encode::UpbitEncoder;
+use kimp_gateways::upbit::rest::UpbitRestParser;
+use mio::{Registry, Token};
+
+/// Most requests in flight at once.
+const PENDING_CAP: usize = 256;
+/// Bytes of non-order response bodies kept per turn (depth snapshots are the big ones).
+const ARENA_BYTES: usize = 8 << 20;
+
+/// What a request was for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReqKind {
+    /// New order.
+    Place,
+    /// Query by client id.
+    Query,
+    /// Cancel by client id.
+    Cancel,
+    /// Binance depth snapshot.
+    Snapshot,
+    /// Upbit `GET /v1/accounts`.
+    UpbitAccounts,
+    /// Binance account (balances and positions).
+    BinanceAccount,
+    /// Binance `POST /fapi/v1/listenKey`.
+    ListenKey,
+    /// Binance `PUT /fapi/v1/listenKey` (keep-alive).
+    ListenKeyKeepAlive,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    kind: ReqKind,
+    venue: Venue,
+    cl_id: Option<ClientId>,
+    inst: InstrumentId,
+}
+
+/// A non-order response, copied out of the connection's buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct Body {
+    /// What the request was.
+    pub kind: ReqKind,
+    /// Venue.
+    pub venue: Venue,
+    /// Instrument (snapshots).
+    pub inst: InstrumentId,
+    /// HTTP status (0 when the request failed or timed out).
+    pub status: u16,
+    start: usize,
+    len: usize,
+}
+
+/// Counters of the order path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OrderPathStats {
+    /// New orders written to a socket (the Knight counter).
+    pub wire_orders: u64,
+    /// Queries sent.
+    pub queries: u64,
+    /// Cancels sent.
+    pub cancels: u64,
+    /// Requests that could not be sent (no idle connection, encoding failure).
+    pub not_sent: u64,
+    /// Requests whose outcome is unknown (timeout, failure after sending).
+    pub ambiguous: u64,
+    /// Responses that could not be parsed.
+    pub bad_responses: u64,
+    /// Responses for requests we no longer track.
+    pub stray: u64,
+    /// Rate-limit answers (429/418).
+    pub rate_limited: u64,
+}
+
+/// Pools, encoders and parsers of both venues.
+#[derive(Debug)]
+pub struct OrderPath {
+    /// Upbit REST connections.
+    pub upbit: HttpPool,
+    /// Binance REST connections.
+    pub binance: HttpPool,
+    upbit_enc: UpbitEncoder,
+    binance_enc: BinanceEncoder,
+    upbit_rest: UpbitRestParser,
+    binance_rest: BinanceRestParser,
+    pending: Vec<Option<Pending>>,
+    /// Order events parsed from completions, for the loop to feed.
+    pub events: Vec<Event<'static>>,
+    /// Other bodies, for the loop to handle.
+    pub bodies: Vec<Body>,
+    arena: Vec<u8>,
+    /// Counters.
+    pub stats: OrderPathStats,
+    deadline: Nanos,
+}
+
+impl OrderPath {
+    /// Builds the path; `deadline` is how long an order request may take before its
+    /// outcome counts as unknown.
+    pub fn new(
+        upbit: HttpPool,
+        binance: HttpPool,
+        upbit_enc: UpbitEncoder,
+        binance_enc: BinanceEncoder,
+        deadline: Nanos,
+    ) -> Self {
+        Self {
+            upbit,
+            binance,
+            upbit_enc,
+            binance_enc,
+            upbit_rest: UpbitRestParser::new(),
+            binance_rest: BinanceRestParser::new(),
+            pending: vec![None; PENDING_CAP],
+            events: Vec::with_capacity(256),
+            bodies: Vec::with_capacity(64),
+            arena: Vec::with_capacity(ARENA_BYTES),
+            stats: OrderPathStats::default(),
+            deadline,
+        }
+    }
+
+    /// True when `token` is one of the REST connections.
+    pub fn owns(&self, token: Token) -> bool {
+        self.upbit.owns(token) || self.binance.owns(token)
+    }
+
+    /// The body bytes of a copied response.
+    pub fn body(&self, b: &Body) -> &[u8] {
+        &self.arena[b.start..b.start + b.len]
+    }
+
+    /// Forgets the bodies handled this turn.
+    pub fn clear_bodies(&mut self) {
+        self.bodies.clear();
+        self.arena.clear();
+    }
+
+    fn order_event(&mut self, cl_id: ClientId, now: Nanos, kind: OrderEventKind) {
+        if self.events.len() < self.events.capacity() {
+            self.events.push(Event::Order(OrderEvent { cl_id, exch_ts: now, kind }));
+        }
+    }
+
+    /// Encodes, signs and sends a new order. If it cannot leave the process, the engine
+    /// hears a gateway reject; if it may have left, an unknown outcome (never a resend).
+    pub fn place(&mut self, now: Nanos, wall_ms: u64, venue: Venue, req: &OrderRequest) {
+        let p = Pending { kind: ReqKind::Place, venue, cl_id: Some(req.cl_id), inst: req.inst };
+        let sent = match venue {
+            Venue::Upbit => self
+                .upbit_enc
+                .place(req)
+                .map(|b| send_bytes(&mut self.upbit, &mut self.pending, now, p, self.deadline, b)),
+            _ => self.binance_enc.place(req, wall_ms).map(|b| {
+                send_bytes(&mut self.binance, &mut self.pending, now, p, self.deadline, b)
+            }),
+        };
+        let Ok(sent) = sent else {
+            self.stats.not_sent += 1;
+            self.order_event(req.cl_id, now, OrderEventKind::Reject(RejectReason::Gateway));
+            return;
+        };
+        match sent {
+            Ok(()) => self.stats.wire_orders += 1,
+            Err(SendError::Ambiguous(_)) => {
+                self.stats.wire_orders += 1;
+                self.stats.ambiguous += 1;
+                self.order_event(req.cl_id, now, OrderEventKind::Unknown);
+            }
+            Err(_) => {
+                self.stats.not_sent += 1;
+                self.order_event(req.cl_id, now, OrderEventKind::Reject(RejectReason::Gateway));
+            }
+        }
+    }
+
+    /// Queries an order by client id (a failure is harmless: the engine asks again).
+    pub fn query(
+        &mut self,
+        now: Nanos,
+        wall_ms: u64,
+        venue: Venue,
+        cl_id: ClientId,
+        inst: InstrumentId,
+    ) {
+        let p = Pending { kind: ReqKind::Query, venue, cl_id: Some(cl_id), inst };
+        let sent = match venue {
+            Venue::Upbit => {
+                let b = self.upbit_enc.query(cl_id);
+                send_bytes(&mut self.upbit, &mut self.pending, now, p, self.deadline, b)
+            }
+            _ => match self.binance_enc.query(inst, cl_id, wall_ms) {
+                Ok(b) => send_bytes(&mut self.binance, &mut self.pending, now, p, self.deadline, b),
+                Err(_) => Err(SendError::NoIdle),
+            },
+        };
+        match sent {
+            Ok(()) => self.stats.queries += 1,
+            Err(_) => self.stats.not_sent += 1,
+        }
+    }
+
+    /// Cancels an order by client id.
+    pub fn cancel(
+        &mut self,
+        now: Nanos,
+        wall_ms: u64,
+        venue: Venue,
+        cl_id: ClientId,
+        inst: InstrumentId,
+    ) {
+        let p = Pending { kind: ReqKind::Cancel, venue, cl_id: Some(cl_id), inst };
+        let sent = match venue {
+            Venue::Upbit => {
+                let b = self.upbit_enc.cancel(cl_id);
+                send_bytes(&mut self.upbit, &mut self.pending, now, p, self.deadline, b)
+            }
+            _ => match self.binance_enc.cancel(inst, cl_id, wall_ms) {
+                Ok(b) => send_bytes(&mut self.binance, &mut self.pending, now, p, self.deadline, b),
+                Err(_) => Err(SendError::NoIdle),
+            },
+        };
+        match sent {
+            Ok(()) => self.stats.cancels += 1,
+            Err(_) => self.stats.not_sent += 1,
+        }
+    }
+
+    /// Requests a Binance depth snapshot for `inst`.
+    pub fn snapshot(&mut self, now: Nanos, inst: InstrumentId) -> bool {
+        let p = Pending { kind: ReqKind::Snapshot, venue: Venue::Binance, cl_id: None, inst };
+        match self.binance_enc.depth_snapshot(inst, 1_000) {
+            Ok(b) => {
+                send_bytes(&mut self.binance, &mut self.pending, now, p, Nanos::from_ms(10_000), b)
+                    .is_ok()
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Requests balances (and Binance positions).
+    pub fn accounts(&mut self, now: Nanos, wall_ms: u64) -> bool {
+        let d = Nanos::from_ms(10_000);
+        let p = Pending {
+            kind: ReqKind::UpbitAccounts,
+            venue: Venue::Upbit,
+            cl_id: None,
+            inst: InstrumentId(0),
+        };
+        let b = self.upbit_enc.accounts();
+        let a = send_bytes(&mut self.upbit, &mut self.pending, now, p, d, b).is_ok();
+        let p = Pending {
+            kind: ReqKind::BinanceAccount,
+            venue: Venue::Binance,
+            cl_id: None,
+            inst: InstrumentId(0),
+        };
+        let b = self.binance_enc.account(wall_ms);
+        a && send_bytes(&mut self.binance, &mut self.pending, now, p, d, b).is_ok()
+    }
+
+    /// Creates (`POST`) or extends (`PUT`) the Binance user-data listen key.
+    pub fn listen_key(&mut self, now: Nanos, keep_alive: bool) -> bool {
+        let (method, kind) = if keep_alive {
+            ("PUT", ReqKind::ListenKeyKeepAlive)
+        } else {
+            ("POST", ReqKind::ListenKey)
+        };
+        let p = Pending { kind, venue: Venue::Binance, cl_id: None, inst: InstrumentId(0) };
+        let b = self.binance_enc.listen_key(method);
+        send_bytes(&mut self.binance, &mut self.pending, now, p, Nanos::from_ms(10_000), b).is_ok()
+    }
+
+    /// Handles a readiness event for a REST connection.
+    pub fn poll(&mut self, token: Token, now: Nanos) {
+        let pool = if self.upbit.owns(token) { &mut self.upbit } else { &mut self.binance };
+        let arena = &mut self.arena;
+        let pending = &mut self.pending;
+        let upbit_rest = &mut self.upbit_rest;
+        let binance_rest = &mut self.binance_rest;
+        let events = &mut self.events;
+        let bodies = &mut self.bodies;
+        let stats = &mut self.stats;
+        pool.poll(token, now, |c| {
+            complete(c, now, pending, arena, upbit_rest, binance_rest, events, bodies, stats);
+        });
+    }
+
+    /// Timers of every REST connection (reconnects, deadlines → unknown outcomes).
+    pub fn tick(&mut self, registry: &Registry, now: Nanos) {
+        let arena = &mut self.arena;
+        let pending = &mut self.pending;
+        let upbit_rest = &mut self.upbit_rest;
+        let binance_rest = &mut self.binance_rest;
+        let events = &mut self.events;
+        let bodies = &mut self.bodies;
+        let stats = &mut self.stats;
+        for pool in [&mut self.upbit, &mut self.binance] {
+            pool.tick(registry, now, |c| {
+                complete(c, now, pending, arena, upbit_rest, binance_rest, events, bodies, stats);
+            });
+        }
+    }
+}
+
+/// Sends pre-encoded `bytes` for `p` on `pool`, tracking it under a free tag.
+fn send_bytes(
+    pool: &mut HttpPool,
+    pending: &mut [Option<Pending>],
+    now: Nanos,
+    p: Pending,
+    deadline: Nanos,
+    bytes: &[u8],
+) -> Result<(), SendError> {
+    let Some(i) = pending.iter().position(Option::is_none) else {
+        return Err(SendError::NoIdle);
+    };
+    pending[i] = Some(p);
+    match pool.send(now, i as u64, bytes, now.plus(deadline)) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            pending[i] = None;
+            Err(e)
+        }
+    }
+}
+
+/// Turns one completion into order events or a copied body.
+#[allow(clippy::too_many_arguments)]
+fn complete(
+    c: Completion<'_>,
+    now: Nanos,
+    pending: &mut [Option<Pending>],
+    arena: &mut Vec<u8>,
+    upbit_rest: &mut UpbitRestParser,
+    binance_rest: &mut BinanceRestParser,
+    events: &mut Vec<Event<'static>>,
+    bodies: &mut Vec<Body>,
+    stats: &mut OrderPathStats,
+) {
+    let tag = match c {
+        Completion::Response { tag, .. }
+        | Completion::TimedOut { tag }
+        | Completion::Failed { tag, .. } => tag,
+    };
+    let Some(p) = pending.get_mut(tag as usize).and_then(Option::take) else {
+        stats.stray += 1;
+        return;
+    };
+    let push = |events: &mut Vec<Event<'static>>, cl_id, kind| {
+        if events.len() < events.capacity() {
+            events.push(Event::Order(OrderEvent { cl_id, exch_ts: now, kind }));
+        }
+    };
+    match (c, p.cl_id) {
+        (Completion::Response { response, .. }, Some(cl_id)) => {
+            if matches!(response.status, 429 | 418) {
+                stats.rate_limited += 1;
+            }
+            let kind = match p.kind {
+                ReqKind::Place => OrderRequestKind::Place,
+                ReqKind::Cancel => OrderRequestKind::Cancel,
+                _ => OrderRequestKind::Query,
+            };
+            let parsed = match p.venue {
+                Venue::Upbit => {
+                    upbit_rest.order_reply(kind, cl_id, response.status, response.body, now)
+                }
+                _ => binance_rest.order_reply(kind, cl_id, response.status, response.body, now),
+            };
+            match parsed {
+                Ok(evs) => {
+                    for e in evs {
+                        if events.len() < events.capacity() {
+                            events.push(*e);
+                        }
+                    }
+                }
+                Err(_) => {
+                    stats.bad_responses += 1;
+                    // A new order with an unreadable answer may or may not exist.
+                    if p.kind == ReqKind::Place {
+                        push(events, cl_id, OrderEventKind::Unknown);
+                    }
+                }
+            }
+        }
+        (Completion::TimedOut { .. }, Some(cl_id))
+        | (Completion::Failed { sent: true, .. }, Some(cl_id)) => {
+            stats.ambiguous += 1;
+            if p.kind == ReqKind::Place {
+                push(events, cl_id, OrderEventKind::Unknown);
+            }
+        }
+        (Completion::Failed { sent: false, .. }, Some(cl_id)) => {
+            stats.not_sent += 1;
+            if p.kind == ReqKind::Place {
+                push(events, cl_id, OrderEventKind::Reject(RejectReason::Gateway));
+            }
+        }
+        (Completion::Response { response, .. }, None) => {
+            let start = arena.len();
+            let fits = start + response.body.len() <= arena.capacity();
+            if fits {
+                arena.extend_from_slice(response.body);
+            }
+            if bodies.len() < bodies.capacity() {
+                let len = if fits { response.body.len() } else { 0 };
+                bodies.push(Body {
+                    kind: p.kind,
+                    venue: p.venue,
+                    inst: p.inst,
+                    status: response.status,
+                    start,
+                    len,
+                });
+            }
+        }
+        (_, None) => {
+            if bodies.len() < bodies.capacity() {
+                bodies.push(Body {
+                    kind: p.kind,
+                    venue: p.venue,
+                    inst: p.inst,
+                    status: 0,
+                    start: arena.len(),
+                    len: 0,
+                });
+            }
+        }
+    }
+}

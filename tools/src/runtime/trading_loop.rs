@@ -1,0 +1,696 @@
+//! The trading loop: one thread, optionally pinned, polling every socket with mio at zero
+//! timeout (or 1 ms when `busy_poll = false`), feeding the engine and writing the orders
+//! it emits in the same turn.
+//!
+//! One turn: read the clock once; poll; for each ready WebSocket drain its frames through
+//! the codec into the engine, executing the engine's actions right away (journal first,
+//! then the signed requests); feed REST completions; drain operator control; run the
+//! engine timer on its cadence; tick every connection; measure the turn.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use kimp_core::action::{Action, Alert, Outbox, Record, Telemetry, TradingState};
+use kimp_core::engine::{Engine, Markets};
+use kimp_core::event::{Control, Event, OrderEvent, OrderEventKind, RejectReason};
+use kimp_core::instrument::{InstrumentId, Venue};
+use kimp_core::units::Nanos;
+use kimp_gateways::binance::market::BinanceMarketParser;
+use kimp_gateways::binance::user::BinanceUserParser;
+use kimp_gateways::codec::{MarketMsg, UserMsg};
+use kimp_gateways::symbols::SymbolTable;
+use kimp_gateways::transport::{WsConfig, WsConn, WsPoll};
+use kimp_gateways::upbit::market::UpbitMarketParser;
+use mio::{Events, Poll, Token};
+
+use super::clock::Clock;
+use super::journal::Journal;
+use super::metrics::{LoopMetrics, LoopSummary, Stage};
+use super::orders::{OrderPath, ReqKind};
+use super::record_codec::Entry;
+use super::startup::Target;
+
+/// Token of the Upbit quotation WebSocket.
+pub const UPBIT_MD: Token = Token(0);
+/// Token of the Binance public (depth, bookTicker) WebSocket.
+pub const BINANCE_PUBLIC: Token = Token(1);
+/// Token of the Binance market (markPrice) WebSocket.
+pub const BINANCE_MARKET: Token = Token(2);
+/// Token of the Binance user-data WebSocket.
+pub const BINANCE_USER: Token = Token(3);
+/// First token of the Upbit REST pool.
+pub const UPBIT_REST: Token = Token(16);
+/// First token of the Binance REST pool.
+pub const BINANCE_REST: Token = Token(32);
+
+/// What the loop hands to the sidecars (never blocks: a full channel drops and counts).
+#[derive(Clone, Copy, Debug)]
+pub enum Out {
+    /// Engine telemetry.
+    Telemetry(Telemetry),
+    /// Engine alert.
+    Alert(Alert),
+    /// Loop latency and duty cycle for the last interval.
+    Loop(LoopSummary),
+    /// Counters, once per interval.
+    Counters(Counters),
+}
+
+/// Counters reported once per interval.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Engine stats.
+    pub engine: kimp_core::engine::Stats,
+    /// Order path stats.
+    pub orders: super::orders::OrderPathStats,
+    /// Malformed frames (all parsers).
+    pub malformed: u64,
+    /// Telemetry messages dropped because the channel was full.
+    pub telemetry_drops: u64,
+    /// Trading state.
+    pub trading: Option<TradingState>,
+}
+
+/// Buffering of Binance diffs while a depth snapshot is on its way (docs §3.5 step 2).
+#[derive(Debug)]
+struct DepthSync {
+    buffering: bool,
+    requested: bool,
+    arena: Vec<u8>,
+    frames: Vec<(u32, u32)>,
+}
+
+impl DepthSync {
+    fn new() -> Self {
+        Self {
+            buffering: false,
+            requested: false,
+            arena: Vec::with_capacity(4 << 20),
+            frames: Vec::with_capacity(8_192),
+        }
+    }
+
+    fn start(&mut self) {
+        self.buffering = true;
+        self.requested = false;
+        self.arena.clear();
+        self.frames.clear();
+    }
+
+    fn buffer(&mut self, payload: &[u8]) {
+        if self.frames.len() < self.frames.capacity()
+            && self.arena.len() + payload.len() <= self.arena.capacity()
+        {
+            let start = self.arena.len() as u32;
+            self.arena.extend_from_slice(payload);
+            self.frames.push((start, payload.len() as u32));
+        }
+        // When full, later frames are lost: the engine will see a gap and ask again.
+    }
+}
+
+/// The engine side of the loop.
+pub struct Core {
+    /// The engine.
+    pub engine: Engine,
+    /// Its outbox.
+    pub out: Outbox,
+    /// The journal.
+    pub journal: Journal,
+    /// Loop metrics.
+    pub metrics: LoopMetrics,
+    /// Channel to the sidecars.
+    pub tx: Sender<Out>,
+    /// Markets (venue and symbol lookup).
+    pub markets: Markets,
+    /// Balance reports received (Upbit accounts, Binance account).
+    pub balances_seen: u8,
+    /// Books that need a snapshot (from `Action::Resync`), handled after the poll.
+    resync: Vec<InstrumentId>,
+    /// Set when the journal refused a record: entries stop, and nothing is sent whose
+    /// intent was not journaled.
+    pub journal_failed: bool,
+    /// Telemetry dropped.
+    pub telemetry_drops: u64,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("trading", &self.engine.trading_state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Core {
+    /// The engine side of the loop.
+    pub fn new(
+        engine: Engine,
+        journal: Journal,
+        markets: Markets,
+        tx: Sender<Out>,
+        cycle_us_max: u64,
+    ) -> Self {
+        Self {
+            engine,
+            out: Outbox::with_capacity(512),
+            journal,
+            metrics: LoopMetrics::new(cycle_us_max),
+            tx,
+            markets,
+            balances_seen: 0,
+            resync: Vec::with_capacity(64),
+            journal_failed: false,
+            telemetry_drops: 0,
+        }
+    }
+
+    fn send_out(&mut self, o: Out) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(o) {
+            self.telemetry_drops += 1;
+        }
+    }
+}
+
+/// Feeds one event to the engine and executes its actions (journal first, then orders).
+fn feed(core: &mut Core, orders: &mut OrderPath, clock: &Clock, now: Nanos, ev: &Event<'_>) {
+    core.engine.on_event(now, ev, &mut core.out);
+    execute(core, orders, clock, now);
+}
+
+/// Executes the outbox in order.
+fn execute(core: &mut Core, orders: &mut OrderPath, clock: &Clock, now: Nanos) {
+    let wall = clock.wall_ms(now);
+    // An intent whose record could not be journaled must not reach the wire.
+    let mut journal_ok = true;
+    for i in 0..core.out.len() {
+        let a = core.out.as_slice()[i];
+        match a {
+            Action::Journal(r) => {
+                if let Record::Intent { .. } = r {
+                    journal_ok = true;
+                }
+                if core.journal.append(now, &Entry::Record(r)).is_err() {
+                    journal_ok = false;
+                    core.journal_failed = true;
+                }
+            }
+            Action::Place(req) => {
+                let venue = core.markets.instruments[req.inst.0 as usize].venue;
+                if journal_ok {
+                    orders.place(now, wall, venue, &req);
+                } else {
+                    let kind = OrderEventKind::Reject(RejectReason::Gateway);
+                    orders.events.push(Event::Order(OrderEvent {
+                        cl_id: req.cl_id,
+                        exch_ts: now,
+                        kind,
+                    }));
+                }
+            }
+            Action::Query { cl_id, inst } => orders.query(
+                now,
+                wall,
+                core.markets.instruments[inst.0 as usize].venue,
+                cl_id,
+                inst,
+            ),
+            Action::Cancel { cl_id, inst } => orders.cancel(
+                now,
+                wall,
+                core.markets.instruments[inst.0 as usize].venue,
+                cl_id,
+                inst,
+            ),
+            Action::Resync(inst) => {
+                if core.resync.len() < core.resync.capacity() && !core.resync.contains(&inst) {
+                    core.resync.push(inst);
+                }
+            }
+            Action::Telemetry(t) => core.send_out(Out::Telemetry(t)),
+            Action::Alert(al) => core.send_out(Out::Alert(al)),
+        }
+    }
+    core.out.clear();
+}
+
+/// Market-data parsers and feeds.
+struct Feeds {
+    upbit: WsConn,
+    binance_public: WsConn,
+    binance_market: WsConn,
+    binance_user: Option<WsConn>,
+    binance_ws: Target,
+    upbit_sub: String,
+    upbit_p: UpbitMarketParser,
+    binance_p: BinanceMarketParser,
+    user_p: BinanceUserParser,
+    sync: Vec<DepthSync>,
+    perps: Vec<InstrumentId>,
+}
+
+/// Start-up reconciliation progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for order outcomes, balances and books.
+    Reconciling { since: Nanos, queried: bool },
+    /// Trading (or halted).
+    Running,
+}
+
+/// The loop.
+pub struct TradingLoop {
+    poll: Poll,
+    events: Events,
+    /// The clock.
+    pub clock: Clock,
+    feeds: Feeds,
+    /// The order path.
+    pub orders: OrderPath,
+    /// The engine side.
+    pub core: Core,
+    control: Receiver<Control>,
+    busy_poll: bool,
+    timer: Nanos,
+    next_timer: Nanos,
+    next_report: Nanos,
+    next_listen_keepalive: Nanos,
+    phase: Phase,
+}
+
+impl std::fmt::Debug for TradingLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TradingLoop").field("phase", &self.phase).finish_non_exhaustive()
+    }
+}
+
+/// Everything needed to build the loop.
+#[derive(Debug)]
+pub struct LoopParts {
+    /// Markets the engine trades.
+    pub markets: Markets,
+    /// Upbit quotation WebSocket.
+    pub upbit_ws: Target,
+    /// Binance WebSocket base (routes `/public`, `/market`, `/private` are appended).
+    pub binance_ws: Target,
+    /// Zero-timeout polling.
+    pub busy_poll: bool,
+    /// Engine timer cadence.
+    pub timer: Nanos,
+}
+
+impl TradingLoop {
+    /// Builds the loop around an engine that was already restored from the journal.
+    pub fn new(
+        parts: LoopParts,
+        core: Core,
+        orders: OrderPath,
+        clock: Clock,
+        control: Receiver<Control>,
+    ) -> anyhow::Result<Self> {
+        let poll = Poll::new()?;
+        let insts = &parts.markets.instruments;
+        let perps: Vec<InstrumentId> = (0..insts.len())
+            .filter(|&i| insts[i].venue == Venue::Binance)
+            .map(|i| InstrumentId(i as u16))
+            .collect();
+        let upbit_codes: Vec<String> = insts
+            .iter()
+            .filter(|i| i.venue == Venue::Upbit)
+            .map(|i| format!("\"{}\"", i.symbol))
+            .collect();
+        let upbit_sub = format!(
+            "[{{\"ticket\":\"kimp\"}},{{\"type\":\"orderbook\",\"codes\":[{}]}},{{\"format\":\"DEFAULT\"}}]",
+            upbit_codes.join(",")
+        );
+        let lower: Vec<String> = perps
+            .iter()
+            .map(|i| insts[i.0 as usize].symbol.as_str().to_ascii_lowercase())
+            .collect();
+        let public: Vec<String> = lower
+            .iter()
+            .flat_map(|s| [format!("{s}@depth@100ms"), format!("{s}@bookTicker")])
+            .collect();
+        let market: Vec<String> = lower.iter().map(|s| format!("{s}@markPrice@1s")).collect();
+        let bpub =
+            parts.binance_ws.with_path(&format!("/public/stream?streams={}", public.join("/")))?;
+        let bmkt =
+            parts.binance_ws.with_path(&format!("/market/stream?streams={}", market.join("/")))?;
+        let ws = |t: &Target, tok| {
+            WsConn::new(t.endpoint.clone(), t.addr, t.tls.clone(), tok, WsConfig::default())
+                .map_err(|e| anyhow::anyhow!("{}: {e:?}", t.endpoint.host()))
+        };
+        let feeds = Feeds {
+            upbit: ws(&parts.upbit_ws, UPBIT_MD)?,
+            binance_public: ws(&bpub, BINANCE_PUBLIC)?,
+            binance_market: ws(&bmkt, BINANCE_MARKET)?,
+            binance_user: None,
+            binance_ws: parts.binance_ws,
+            upbit_sub,
+            upbit_p: UpbitMarketParser::new(SymbolTable::for_venue(Venue::Upbit, insts)),
+            binance_p: BinanceMarketParser::new(SymbolTable::for_venue(Venue::Binance, insts)),
+            user_p: BinanceUserParser::new(SymbolTable::for_venue(Venue::Binance, insts)),
+            sync: (0..insts.len()).map(|_| DepthSync::new()).collect(),
+            perps,
+        };
+        Ok(Self {
+            poll,
+            events: Events::with_capacity(256),
+            clock,
+            feeds,
+            orders,
+            core,
+            control,
+            busy_poll: parts.busy_poll,
+            timer: parts.timer,
+            next_timer: Nanos(0),
+            next_report: Nanos(0),
+            next_listen_keepalive: Nanos(0),
+            phase: Phase::Reconciling { since: Nanos(0), queried: false },
+        })
+    }
+
+    /// True once start-up reconciliation finished.
+    pub fn reconciled(&self) -> bool {
+        self.phase == Phase::Running
+    }
+
+    /// Runs until `stop` is set, then stops entries and waits (up to `drain`) for orders
+    /// in flight to finish before returning.
+    pub fn run(&mut self, stop: &AtomicBool, drain: Duration) -> anyhow::Result<()> {
+        while !stop.load(Ordering::Relaxed) {
+            self.turn()?;
+        }
+        let now = self.clock.now();
+        feed(&mut self.core, &mut self.orders, &self.clock, now, &Event::Control(Control::Stop));
+        let end = now.plus(Nanos(drain.as_nanos() as u64));
+        while self.clock.now() < end && self.core.engine.live_orders().count() > 0 {
+            self.turn()?;
+        }
+        self.report(self.clock.now());
+        Ok(())
+    }
+
+    /// One loop turn.
+    pub fn turn(&mut self) -> anyhow::Result<()> {
+        let now = self.clock.now();
+        let timeout =
+            if self.busy_poll { Some(Duration::ZERO) } else { Some(Duration::from_millis(1)) };
+        if let Err(e) = self.poll.poll(&mut self.events, timeout)
+            && e.kind() != std::io::ErrorKind::Interrupted
+        {
+            return Err(e.into());
+        }
+        let Self { feeds, orders, core, clock, events, .. } = self;
+        for ev in events.iter() {
+            let t = ev.token();
+            match t {
+                UPBIT_MD | BINANCE_PUBLIC | BINANCE_MARKET | BINANCE_USER => {
+                    on_ws(feeds, t, now, core, orders, clock)
+                }
+                t if orders.owns(t) => orders.poll(t, now),
+                _ => {}
+            }
+        }
+        self.after_poll(now);
+        let dur = self.clock.now().since(now);
+        self.core.metrics.turn(dur);
+        Ok(())
+    }
+
+    fn after_poll(&mut self, now: Nanos) {
+        let Self { feeds, orders, core, clock, poll, control, .. } = self;
+        // REST completions.
+        for i in 0..orders.events.len() {
+            let ev = orders.events[i];
+            feed(core, orders, clock, now, &ev);
+        }
+        orders.events.clear();
+        handle_bodies(feeds, orders, core, clock, now, poll.registry());
+        // Operator control (drained every turn; `/stop` takes effect here).
+        while let Ok(c) = control.try_recv() {
+            feed(core, orders, clock, now, &Event::Control(c));
+        }
+        if core.journal_failed && core.engine.trading_state() == TradingState::Active {
+            feed(core, orders, clock, now, &Event::Control(Control::Stop));
+        }
+        // Books that need a snapshot.
+        while let Some(inst) = core.resync.pop() {
+            feeds.sync[inst.0 as usize].start();
+        }
+        for &inst in &feeds.perps {
+            let s = &mut feeds.sync[inst.0 as usize];
+            if s.buffering
+                && !s.requested
+                && feeds.binance_public.state() == kimp_gateways::transport::WsState::Open
+            {
+                s.requested = orders.snapshot(now, inst);
+            }
+        }
+        // Connections' timers.
+        let reg = poll.registry();
+        for (conn, venue) in [
+            (&mut feeds.upbit, Venue::Upbit),
+            (&mut feeds.binance_public, Venue::Binance),
+            (&mut feeds.binance_market, Venue::Binance),
+        ] {
+            if let WsPoll::Down(_) = conn.tick(reg, now) {
+                feed(core, orders, clock, now, &Event::FeedDown(venue));
+            }
+        }
+        if let Some(u) = feeds.binance_user.as_mut() {
+            u.tick(reg, now);
+        }
+        orders.tick(reg, now);
+        self.timers(now);
+    }
+
+    fn timers(&mut self, now: Nanos) {
+        if now >= self.next_timer {
+            self.next_timer = now.plus(self.timer);
+            feed(&mut self.core, &mut self.orders, &self.clock, now, &Event::Timer);
+            self.reconcile_step(now);
+        }
+        if now >= self.next_listen_keepalive {
+            let first = self.next_listen_keepalive == Nanos(0);
+            self.next_listen_keepalive =
+                now.plus(Nanos::from_ms(if first { 1_000 } else { 30 * 60_000 }));
+            self.orders.listen_key(now, !first && self.feeds.binance_user.is_some());
+        }
+        if now >= self.next_report {
+            self.next_report = now.plus(Nanos::from_ms(1_000));
+            self.report(now);
+        }
+    }
+
+    fn report(&mut self, _now: Nanos) {
+        let summary = self.core.metrics.take_interval();
+        self.core.send_out(Out::Loop(summary));
+        let c = Counters {
+            engine: *self.core.engine.stats(),
+            orders: self.orders.stats,
+            malformed: self.feeds.upbit_p.stats.malformed
+                + self.feeds.binance_p.stats.malformed
+                + self.feeds.user_p.stats.malformed,
+            telemetry_drops: self.core.telemetry_drops,
+            trading: Some(self.core.engine.trading_state()),
+        };
+        self.core.send_out(Out::Counters(c));
+    }
+
+    /// Start-up reconciliation: query every unknown order, load balances, wait for books,
+    /// then `ReconcileDone` (the engine repairs orphans first, then trades).
+    fn reconcile_step(&mut self, now: Nanos) {
+        let Phase::Reconciling { since, queried } = self.phase else { return };
+        let since = if since == Nanos(0) { now } else { since };
+        if !queried {
+            self.core.engine.start_reconcile(now, &mut self.core.out);
+            execute(&mut self.core, &mut self.orders, &self.clock, now);
+            let sent = self.orders.accounts(now, self.clock.wall_ms(now));
+            self.phase = Phase::Reconciling { since, queried: sent };
+            return;
+        }
+        let books_ok = self.feeds.perps.iter().all(|i| !self.feeds.sync[i.0 as usize].buffering);
+        let waited = now.since(since) > Nanos::from_ms(10_000);
+        if self.core.balances_seen >= 2 && self.core.engine.outcomes_known() && (books_ok || waited)
+        {
+            feed(
+                &mut self.core,
+                &mut self.orders,
+                &self.clock,
+                now,
+                &Event::Control(Control::ReconcileDone),
+            );
+            self.phase = Phase::Running;
+        } else {
+            self.phase = Phase::Reconciling { since, queried };
+        }
+    }
+}
+
+/// Drains one WebSocket and feeds its frames.
+fn on_ws(
+    feeds: &mut Feeds,
+    t: Token,
+    now: Nanos,
+    core: &mut Core,
+    orders: &mut OrderPath,
+    clock: &Clock,
+) {
+    let Feeds {
+        upbit,
+        binance_public,
+        binance_market,
+        binance_user,
+        upbit_p,
+        binance_p,
+        user_p,
+        sync,
+        upbit_sub,
+        perps,
+        ..
+    } = feeds;
+    let venue = if t == UPBIT_MD { Venue::Upbit } else { Venue::Binance };
+    let polled = match t {
+        UPBIT_MD => {
+            upbit.poll(now, |p| on_market(p, upbit_p.parse(p), None, now, core, orders, clock))
+        }
+        BINANCE_PUBLIC => binance_public
+            .poll(now, |p| on_market(p, binance_p.parse(p), Some(sync), now, core, orders, clock)),
+        BINANCE_MARKET => binance_market
+            .poll(now, |p| on_market(p, binance_p.parse(p), None, now, core, orders, clock)),
+        _ => match binance_user.as_mut() {
+            Some(u) => u.poll(now, |p| {
+                if let Ok(UserMsg::Events(evs)) = user_p.parse(p) {
+                    for e in evs {
+                        feed(core, orders, clock, now, e);
+                    }
+                }
+            }),
+            None => WsPoll::Idle,
+        },
+    };
+    match polled {
+        WsPoll::Opened if t == UPBIT_MD => {
+            let _ = upbit.send_text(now, upbit_sub);
+        }
+        WsPoll::Opened if t == BINANCE_PUBLIC => {
+            // A fresh depth stream: buffer every book's diffs until its snapshot arrives.
+            for i in perps.iter() {
+                sync[i.0 as usize].start();
+            }
+        }
+        WsPoll::Down(_) if t != BINANCE_USER => {
+            feed(core, orders, clock, now, &Event::FeedDown(venue))
+        }
+        _ => {}
+    }
+}
+
+/// One market-data frame: parse, (buffer while syncing), engine, orders; measured.
+fn on_market(
+    payload: &[u8],
+    parsed: kimp_gateways::codec::CodecResult<MarketMsg<'_>>,
+    sync: Option<&mut Vec<DepthSync>>,
+    now: Nanos,
+    core: &mut Core,
+    orders: &mut OrderPath,
+    clock: &Clock,
+) {
+    let t0 = clock.now();
+    let Ok(MarketMsg::Event(ev)) = parsed else { return };
+    if let (Event::Depth(d), Some(sync)) = (&ev, sync)
+        && let Some(s) = sync.get_mut(d.inst.0 as usize)
+        && s.buffering
+    {
+        s.buffer(payload);
+        return;
+    }
+    let t1 = clock.now();
+    let wire_before = orders.stats.wire_orders;
+    core.engine.on_event(now, &ev, &mut core.out);
+    let t2 = clock.now();
+    execute(core, orders, clock, now);
+    core.metrics.record(Stage::Parse, t1.since(t0));
+    core.metrics.record(Stage::Engine, t2.since(t1));
+    let t3 = clock.now();
+    core.metrics.record(Stage::Frame, t3.since(t0));
+    if orders.stats.wire_orders > wire_before {
+        core.metrics.record(Stage::Send, t3.since(t2));
+        core.metrics.record(Stage::TickToOrder, t3.since(t0));
+    }
+}
+
+/// Non-order REST bodies: snapshots (then the buffered diffs), balances, listen keys.
+fn handle_bodies(
+    feeds: &mut Feeds,
+    orders: &mut OrderPath,
+    core: &mut Core,
+    clock: &Clock,
+    now: Nanos,
+    registry: &mio::Registry,
+) {
+    for i in 0..orders.bodies.len() {
+        let b = orders.bodies[i];
+        let ok = (200..300).contains(&b.status);
+        match b.kind {
+            ReqKind::Snapshot => {
+                let s = &mut feeds.sync[b.inst.0 as usize];
+                if !ok {
+                    s.requested = false; // ask again next turn
+                    continue;
+                }
+                let body = orders.body(&b).to_vec();
+                if let Ok(MarketMsg::Event(ev)) = feeds.binance_p.parse_snapshot(b.inst, &body) {
+                    core.engine.on_event(now, &ev, &mut core.out);
+                }
+                execute(core, orders, clock, now);
+                let s = &mut feeds.sync[b.inst.0 as usize];
+                s.buffering = false;
+                for k in 0..s.frames.len() {
+                    let (start, len) = s.frames[k];
+                    let frame = &s.arena[start as usize..(start + len) as usize];
+                    if let Ok(MarketMsg::Event(ev)) = feeds.binance_p.parse(frame) {
+                        core.engine.on_event(now, &ev, &mut core.out);
+                    }
+                    execute(core, orders, clock, now);
+                }
+                s.frames.clear();
+                s.arena.clear();
+            }
+            ReqKind::UpbitAccounts if ok => {
+                if let Ok(evs) = kimp_gateways::upbit::rest::accounts(orders.body(&b)) {
+                    for e in &evs {
+                        feed(core, orders, clock, now, e);
+                    }
+                    core.balances_seen += 1;
+                }
+            }
+            ReqKind::BinanceAccount if ok => {
+                // The engine's markets are needed to map symbols; the core keeps them.
+                let evs = super::startup::binance_account(orders.body(&b), &core.markets);
+                if let Ok(evs) = evs {
+                    for e in &evs {
+                        feed(core, orders, clock, now, e);
+                    }
+                    core.balances_seen += 1;
+                }
+            }
+            ReqKind::ListenKey if ok => {
+                if let Ok(key) = kimp_gateways::binance::rest::listen_key(orders.body(&b))
+                    && let Ok(t) = feeds.binance_ws.with_path(&format!(
+                        "/private/ws?listenKey={key}&events=ORDER_TRADE_UPDATE/ACCOUNT_UPDATE"
+                    ))
+                    && let Ok(conn) =
+                        WsConn::new(t.endpoint, t.addr, t.tls, BINANCE_USER, WsConfig::default())
+                {
+                    feeds.binance_user = Some(conn);
+                    let _ = registry;
+                }
+            }
+            _ => {}
+        }
+    }
+    orders.clear_bodies();
+}
