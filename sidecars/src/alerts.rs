@@ -436,6 +436,25 @@ mod tests {
     }
 
     #[test]
+    fn thread_routes_deduplicated_messages_and_ends_with_its_inputs() {
+        let names = Arc::new(Names::from_markets(&kimp_core::testkit::btc_markets()));
+        let (in_tx, in_rx) = crossbeam_channel::bounded(16);
+        let (out_tx, out_rx) = crossbeam_channel::bounded(16);
+        let h = spawn(AlertsConfig::default(), names, None, in_rx, Some(out_tx)).unwrap();
+        for _ in 0..5 {
+            in_tx
+                .send(AlertInput::ApiError { venue: Venue::Upbit, detail: "HTTP 503".into() })
+                .unwrap();
+        }
+        in_tx.send(AlertInput::Store(StoreAlert::QuestDbDown { error: "refused".into() })).unwrap();
+        drop(in_tx);
+        let rules = h.join().expect("thread ends when inputs close");
+        let got: Vec<String> = out_rx.try_iter().map(|m| m.key).collect();
+        assert_eq!(got, vec!["api:upbit".to_string(), "store:down".to_string()]);
+        assert_eq!(rules.deduped, 2, "errors 4 and 5 repeat the same key");
+    }
+
+    #[test]
     fn engine_alerts_name_coins() {
         let mut a = rules();
         let m = a

@@ -317,3 +317,30 @@ fn full_queues_never_block_the_sender() {
     st.shutdown();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Past `spool_max_mb` the spool keeps trading rows and drops (and counts) telemetry.
+#[test]
+fn full_spool_keeps_trading_rows_and_drops_telemetry() {
+    let dir = temp_dir("spoolmax");
+    let port = free_port();
+    let conf = format!("tcp::addr=127.0.0.1:{port};protocol_version=1;");
+    let cfg = StoreConfig { spool_max_mb: 0, ..quick(&dir, Some(conf)) };
+    let (cb, _) = alert_log();
+    let st = Store::spawn(cfg, names(), cb).unwrap();
+    let (tx, stats) = (st.tx(), st.stats());
+    use std::sync::atomic::Ordering::Relaxed;
+    for chunk in 0..10 {
+        send_trades(&tx, chunk * 20, chunk * 20 + 20);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(wait_until(Duration::from_secs(5), || stats.spool_dropped_rows.load(Relaxed) > 0));
+    let rx = FakeIlpTcp::start(port);
+    assert!(wait_until(Duration::from_secs(10), || keys_of("fills", &rx.lines()) == 200));
+    st.shutdown();
+    let lines = rx.lines();
+    assert_eq!(keys_of("orders", &lines), 200);
+    let kimp_rows = keys_of("kimp", &lines) as u64;
+    assert!(kimp_rows < 200, "telemetry should have been dropped");
+    assert!(stats.spool_dropped_rows.load(Relaxed) >= 200 - kimp_rows);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
