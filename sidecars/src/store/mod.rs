@@ -359,9 +359,11 @@ impl Store {
         let shipper = match &cfg.questdb {
             Some(conf) => {
                 let conf = questdb::normalise_conf(&conf.0);
-                // Fail fast on a malformed string instead of retrying it forever.
-                ::questdb::ingress::SenderBuilder::from_conf(&conf)
-                    .map_err(|e| StoreError::QuestDb(e.msg().to_string()))?;
+                // Fail fast on a malformed string instead of retrying it forever. The message
+                // names only the error kind: parser messages may quote a credential.
+                ::questdb::ingress::SenderBuilder::from_conf(&conf).map_err(|e| {
+                    StoreError::QuestDb(format!("invalid configuration string ({:?})", e.code()))
+                })?;
                 stats.set_questdb(QuestDbState::Up);
                 let sh =
                     questdb::Shipper::new(&cfg, conf, dir.clone(), stats.clone(), on_alert.clone());
