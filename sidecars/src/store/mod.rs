@@ -361,9 +361,8 @@ impl Store {
                 let conf = questdb::normalise_conf(&conf.0);
                 // Fail fast on a malformed string instead of retrying it forever. The message
                 // names only the error kind: parser messages may quote a credential.
-                ::questdb::ingress::SenderBuilder::from_conf(&conf).map_err(|e| {
-                    StoreError::QuestDb(format!("invalid configuration string ({:?})", e.code()))
-                })?;
+                ::questdb::ingress::SenderBuilder::from_conf(&conf)
+                    .map_err(|e| StoreError::QuestDb(questdb::safe_msg(&e)))?;
                 stats.set_questdb(QuestDbState::Up);
                 let sh =
                     questdb::Shipper::new(&cfg, conf, dir.clone(), stats.clone(), on_alert.clone());

@@ -35,8 +35,17 @@ pub fn normalise_conf(conf: &str) -> String {
     c
 }
 
+/// questdb-rs's message, except for configuration errors, whose text may quote a
+/// credential from the string.
+pub(crate) fn safe_msg(e: &questdb::Error) -> String {
+    match e.code() {
+        questdb::ErrorCode::ConfigError => "invalid configuration string".to_string(),
+        _ => e.msg().to_string(),
+    }
+}
+
 fn qerr(e: questdb::Error) -> StoreError {
-    StoreError::QuestDb(e.msg().to_string())
+    StoreError::QuestDb(safe_msg(&e))
 }
 
 /// Counts from [`load_files`].
@@ -322,8 +331,9 @@ impl Shipper {
             self.down_since = Some(now);
             self.stats.outages.fetch_add(1, Ordering::Relaxed);
             self.stats.set_questdb(QuestDbState::Down);
-            tracing::error!(error = e.msg(), "store: QuestDB unavailable; buffering to the spool");
-            (self.alert)(StoreAlert::QuestDbDown { error: e.msg().to_string() });
+            let error = safe_msg(e);
+            tracing::error!(error, "store: QuestDB unavailable; buffering to the spool");
+            (self.alert)(StoreAlert::QuestDbDown { error });
         }
     }
 }
