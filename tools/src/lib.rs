@@ -1,3 +1,4 @@
 //! The `kimp` tools: the venue simulator, the runtime and the research commands.
+pub mod research;
 pub mod runtime;
 pub mod sim;

@@ -18,6 +18,8 @@ enum Command {
     Run(kimp::runtime::cli::RunArgs),
     /// Simulator + runtime + store in one process, with a live terminal view.
     Demo(kimp::runtime::demo::DemoArgs),
+    /// Backtest the engine over candles or recorded messages (docs/backtest.md).
+    Backtest(Box<kimp::research::cli::BacktestArgs>),
     /// Check a configuration file and print the engine settings it yields.
     Check {
         /// Configuration file (TOML).
@@ -32,6 +34,7 @@ fn main() -> anyhow::Result<()> {
         Command::Sim(args) => kimp::sim::cli::run(*args),
         Command::Run(args) => kimp::runtime::cli::run(args),
         Command::Demo(args) => kimp::runtime::demo::demo(args),
+        Command::Backtest(args) => kimp::research::cli::run_backtest(*args),
         Command::Check { config } => kimp::runtime::cli::check(&config),
     }
 }
