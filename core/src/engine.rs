@@ -15,7 +15,7 @@ use crate::config::{ConfigError, Direction, EngineConfig, FundingFilter, OneLegP
 use crate::event::{
     Balance, Control, Event, FxQuote, FxSource, OrderEvent, OrderEventKind, Param, Side,
 };
-use crate::instrument::{Instrument, InstrumentId, Symbol, Venue};
+use crate::instrument::{Instrument, InstrumentId, Symbol, TickRule, Venue};
 use crate::order::{Applied, ClientId, Leg, Order, OrderKind, OrderRequest, OrderState};
 use crate::pair::{Goal, Pair, PairState};
 use crate::premium::{self, Quotes};
@@ -28,6 +28,10 @@ mod recovery;
 pub const ORDER_CAP: usize = 64;
 /// Levels kept per side of every book.
 pub const BOOK_DEPTH: usize = 1_024;
+/// Price window, in ticks, of the ladder books of fixed-tick instruments (Binance): at
+/// BTCUSDT's tick of 0.1 that is ±~800 USDT around the top, far more than a REST
+/// snapshot's 1,000 levels span.
+pub const LADDER_TICKS: usize = 8_192;
 /// Actions one intent may need (intent record + 2 × (order record + place)).
 const INTENT_ACTIONS: usize = 5;
 
@@ -194,7 +198,10 @@ impl Engine {
                     Venue::Binance => SeqRule::Futures,
                     Venue::BinanceSpot => SeqRule::Spot,
                 };
-                Book::new(rule, BOOK_DEPTH)
+                match i.tick {
+                    TickRule::Fixed(t) if t.0 > 0 => Book::with_tick(rule, t, LADDER_TICKS),
+                    _ => Book::new(rule, BOOK_DEPTH),
+                }
             })
             .collect();
         let coins = markets
