@@ -277,6 +277,14 @@ pub fn read_file(path: &Path) -> io::Result<Vec<u8>> {
     Ok(v)
 }
 
+/// Maps a capture file read-only (replay without copying it into memory first).
+pub fn map_file(path: &Path) -> io::Result<memmap2::Mmap> {
+    let f = File::open(path)?;
+    // SAFETY: the map is read-only and captures are not modified while replayed (the
+    // recorder only appends to the file it is writing, which is never the one replayed).
+    unsafe { memmap2::MmapOptions::new().populate().map(&f) }
+}
+
 /// Writes frames to files in a directory, starting a new file when the current one
 /// reaches `max_bytes` or is older than `max_age_ns` (by frame time).
 #[derive(Debug)]
