@@ -20,6 +20,10 @@ enum Command {
     Demo(kimp::runtime::demo::DemoArgs),
     /// Backtest the engine over candles or recorded messages (docs/backtest.md).
     Backtest(Box<kimp::research::cli::BacktestArgs>),
+    /// Record raw venue messages into capture files (docs/capture-format.md).
+    Record(kimp::research::record::RecordArgs),
+    /// Write a self-contained HTML report of a saved backtest.
+    Report(kimp::research::report::ReportArgs),
     /// Check a configuration file and print the engine settings it yields.
     Check {
         /// Configuration file (TOML).
@@ -35,6 +39,8 @@ fn main() -> anyhow::Result<()> {
         Command::Run(args) => kimp::runtime::cli::run(args),
         Command::Demo(args) => kimp::runtime::demo::demo(args),
         Command::Backtest(args) => kimp::research::cli::run_backtest(*args),
+        Command::Record(args) => kimp::research::record::run_record(args),
+        Command::Report(args) => kimp::research::report::run_report(args),
         Command::Check { config } => kimp::runtime::cli::check(&config),
     }
 }

@@ -10,6 +10,8 @@ pub mod capture;
 pub mod cli;
 pub mod exec_model;
 pub mod metrics;
+pub mod record;
+pub mod report;
 pub mod sweep;
 pub mod tick_mode;
 pub mod timefmt;
