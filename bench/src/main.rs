@@ -128,6 +128,27 @@ fn main() -> Result<()> {
         if let Some(p) = &args.nautilus {
             let v: Value = serde_json::from_str(&std::fs::read_to_string(p)?)?;
             println!("\n== peers: nautilus_trader (from {})", p.display());
+            let ours = report.get("binance_depth").map(|b| {
+                (
+                    &b["apply_only_after_ladder"]["ns_per_msg"],
+                    &b["parse_apply_after_ladder"]["ns_per_msg"],
+                )
+            });
+            let mut v = v;
+            if let Some((a, pa)) = ours
+                && let (Some(a), Some(pa)) = (a.as_f64(), pa.as_f64())
+            {
+                let ra = v["apply_only_ns_per_msg"].as_f64().unwrap_or(f64::NAN) / a;
+                let rb = v["build_apply_ns_per_msg"].as_f64().unwrap_or(f64::NAN) / pa;
+                println!(
+                    "  nautilus_trader {} from Python: apply only {} ns/msg ({ra:.1}x kimp's apply), build+apply {} ns/msg ({rb:.1}x kimp's parse+apply)",
+                    v["nautilus_trader_version"],
+                    v["apply_only_ns_per_msg"],
+                    v["build_apply_ns_per_msg"]
+                );
+                v["kimp_vs_apply_only_ratio"] = json!((ra * 10.0).round() / 10.0);
+                v["kimp_parse_apply_vs_build_apply_ratio"] = json!((rb * 10.0).round() / 10.0);
+            }
             report.insert("nautilus".into(), v);
         }
     }
@@ -200,6 +221,7 @@ fn summary(r: &serde_json::Map<String, Value>) -> Value {
         "hot_path_allocs": hot_allocs,
         "vs_hftbacktest_ratio": g(&["hftbacktest", "vs_fastest_ratio"]),
         "vs_serde_json_btreemap_ratio": g(&["json_peers", "kimp_vs_serde_json_btreemap"]),
+        "vs_nautilus_apply_ratio": g(&["nautilus", "kimp_vs_apply_only_ratio"]),
         "runtime_rss_kib_1_coin": rss(1),
         "runtime_rss_kib_10_coins": rss(10),
     })

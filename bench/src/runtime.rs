@@ -33,6 +33,9 @@ use crate::stats::{hist, pct};
 pub fn sim_config(coins: usize, seed: u64) -> SimConfig {
     let mut s = demo_sim(seed, 60.0);
     let names = ["SOL", "XRP", "ADA", "DOGE", "AVAX", "LINK", "DOT", "TRX"];
+    // A livelier premium than the demo's, so a short run sees several entries and exits.
+    s.market.premium_vol_per_sqrt_h = 0.05;
+    s.market.premium_jumps_per_h = 120.0;
     s.coins.truncate(coins.min(2));
     for (i, n) in names.iter().take(coins.saturating_sub(2)).enumerate() {
         let mut c = CoinSpec::eth();
@@ -233,6 +236,10 @@ pub fn child(args: &[String]) -> Result<()> {
     cfg.runtime.journal_dir = dir.join("journal");
     cfg.store.dir = dir.join("ilp");
     cfg.risk.max_open_pairs = cfg.coins.len() as u32;
+    // Enter below the simulated premium's mean so pairs open as soon as they are closed:
+    // more orders per second of measurement (the latency of an order does not depend on
+    // the threshold that let it through).
+    cfg.strategy.entry_bps = 150;
     let mut rt = run::build(&cfg, &sim_keys(), &BuildOptions::default())?;
     let stop = Arc::new(AtomicBool::new(false));
     let syncer = rt.spawn_syncer(Duration::from_millis(cfg.runtime.journal_sync_ms), stop.clone());
@@ -291,6 +298,7 @@ pub fn child(args: &[String]) -> Result<()> {
             "loop_thread_allocations_after_warmup": allocs,
             "engine_events": after.events - before.events,
             "intents": after.intents - before.intents,
+            "risk_rejects": after.risk_rejects - before.risk_rejects,
             "orders_sent": wire,
             "pairs_closed": after.pairs_closed - before.pairs_closed,
             "runtime_stages_whole_run": stages,

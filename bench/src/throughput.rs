@@ -157,6 +157,10 @@ pub fn binance(bin: &Binance, parsed: &Parsed, reps: usize) -> Value {
         "  sorted array and ladder agree on the top 200 levels a side after the stream: {agree}"
     );
     out["top_200_levels_agree"] = json!(agree);
+    let px = |l: Option<kimp_core::event::Level>| l.map_or(0.0, |l| l.px.to_f64());
+    println!("  final top of book: bid {} / ask {}", px(b.best_bid()), px(b.best_ask()));
+    out["final_best_bid"] = json!(px(b.best_bid()));
+    out["final_best_ask"] = json!(px(b.best_ask()));
     out
 }
 
