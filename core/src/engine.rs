@@ -10,7 +10,7 @@ use crate::action::{
     Action, Alert, HaltReason, KimpSample, Outbox, PairRecord, PnlSplit, Purpose, Record,
     StatusSnapshot, Telemetry, TradingState,
 };
-use crate::book::{Book, DiffOutcome, SeqRule};
+use crate::book::{Book, BookState, DiffOutcome, SeqRule};
 use crate::config::{ConfigError, Direction, EngineConfig, FundingFilter, OneLegPolicy};
 use crate::event::{
     Balance, Control, Event, FxQuote, FxSource, OrderEvent, OrderEventKind, Param, Side,
@@ -294,6 +294,15 @@ impl Engine {
         match *ev {
             Event::Book(ref s) => {
                 if let Some(b) = self.books.get_mut(s.inst.0 as usize) {
+                    // Upbit books carry no sequence number: one older than the book held
+                    // (a repeated or reordered message) would turn the book back in time.
+                    if b.rule() == SeqRule::Snapshots
+                        && b.state() == BookState::Synced
+                        && s.exch_ts < b.exch_ts
+                    {
+                        self.stats.diffs_dropped += 1;
+                        return;
+                    }
                     b.apply_snapshot(s, now);
                     self.on_market(s.inst, now, out);
                 } else {
@@ -591,8 +600,22 @@ impl Engine {
         let dir = self.cfg.strategy.direction;
         let u_side = dir.upbit_open_side();
         let legs = [
-            (Leg::U, spec.upbit, u_side, e.upbit_worst, q, false),
-            (Leg::B, spec.binance, u_side.opposite(), e.binance_worst, q, false),
+            (
+                Leg::U,
+                spec.upbit,
+                u_side,
+                self.ioc_limit(spec.upbit, u_side, e.upbit_worst),
+                q,
+                false,
+            ),
+            (
+                Leg::B,
+                spec.binance,
+                u_side.opposite(),
+                self.ioc_limit(spec.binance, u_side.opposite(), e.binance_worst),
+                q,
+                false,
+            ),
         ];
         if let Some(seq) = self.intent(coin, Purpose::Entry, None, &legs, 0, now, out) {
             let p = Pair::new(seq, coin, dir, q, e.fx, e.bps, now);
@@ -638,8 +661,22 @@ impl Engine {
             return;
         }
         let legs = [
-            (Leg::U, spec.upbit, close_u_side, wu.worst, q, false),
-            (Leg::B, spec.binance, close_b_side, wb.worst, q, true),
+            (
+                Leg::U,
+                spec.upbit,
+                close_u_side,
+                self.ioc_limit(spec.upbit, close_u_side, wu.worst),
+                q,
+                false,
+            ),
+            (
+                Leg::B,
+                spec.binance,
+                close_b_side,
+                self.ioc_limit(spec.binance, close_b_side, wb.worst),
+                q,
+                true,
+            ),
         ];
         if self.intent(coin, Purpose::Exit, None, &legs, 0, now, out).is_some() {
             self.transition(coin, PairState::Closing, None, out);
@@ -1057,6 +1094,19 @@ impl Engine {
         }
     }
 
+    /// The limit of a taker IOC leg: the slippage budget through the touch, or the worst
+    /// level the walk needed if that is further. Using the whole budget (not just the
+    /// walked level) lets the order fill when the book moved a tick between our view and
+    /// the venue's, without paying more than the budget the sizing allowed for.
+    fn ioc_limit(&self, inst: InstrumentId, side: Side, worst: Price) -> Price {
+        let budget =
+            self.aggressive_px(inst, side, self.cfg.strategy.slippage_bps).unwrap_or(worst);
+        match side {
+            Side::Buy => budget.max(worst),
+            Side::Sell => budget.min(worst),
+        }
+    }
+
     /// A limit price `bps` through the touch, rounded inside the collar.
     fn aggressive_px(&self, inst: InstrumentId, side: Side, bps: i64) -> Option<Price> {
         let b = &self.books[inst.0 as usize];
@@ -1247,6 +1297,13 @@ impl Engine {
         for coin in 0..self.coins.len() as u16 {
             let Some(p) = self.coins[coin as usize].pair else { continue };
             if self.coins[coin as usize].flatten_pending {
+                // A flatten still under way does not suspend the hard deadline (the
+                // operator may have resumed meanwhile): past it, trading halts.
+                if p.unhedged_since.is_some_and(|s| now.since(s) >= hard)
+                    && !matches!(self.trading, TradingState::Halted(_))
+                {
+                    self.halt(HaltReason::OrphanHard, out);
+                }
                 self.flatten_coin(coin, now, out);
                 continue;
             }

@@ -24,6 +24,9 @@ enum Command {
     Record(kimp::research::record::RecordArgs),
     /// Write a self-contained HTML report of a saved backtest.
     Report(kimp::research::report::ReportArgs),
+    /// The store: load local ILP files into QuestDB.
+    #[command(subcommand)]
+    Store(kimp::runtime::cli::StoreCmd),
     /// Check a configuration file and print the engine settings it yields.
     Check {
         /// Configuration file (TOML).
@@ -41,6 +44,7 @@ fn main() -> anyhow::Result<()> {
         Command::Backtest(args) => kimp::research::cli::run_backtest(*args),
         Command::Record(args) => kimp::research::record::run_record(args),
         Command::Report(args) => kimp::research::report::run_report(args),
+        Command::Store(cmd) => kimp::runtime::cli::store(cmd),
         Command::Check { config } => kimp::runtime::cli::check(&config),
     }
 }

@@ -50,23 +50,23 @@ pub fn run(args: RunArgs) -> Result<()> {
         signal_hook::flag::register(sig, stop.clone())?;
     }
     let syncer = rt.spawn_syncer(Duration::from_millis(cfg.runtime.journal_sync_ms), stop.clone());
-    let rx = rt.out_rx.clone();
-    let logger = std::thread::Builder::new().name("kimp-log".into()).spawn(move || {
-        while let Ok(o) = rx.recv() {
-            if let super::trading_loop::Out::Alert(a) = o {
-                tracing::warn!(alert = ?a, "alert");
-            }
-        }
-    })?;
+    let sidecars = super::bridge::Sidecars::start(
+        &cfg,
+        &rt.tl.core.markets,
+        rt.tl.clock,
+        rt.out_rx.clone(),
+        rt.journal_tail,
+        rt.control_tx.clone(),
+    )?;
     run::pin(cfg.runtime.core)?;
     let drain = Duration::from_millis(cfg.runtime.shutdown_ms);
     let result = rt.tl.run(&stop, drain);
     let live = rt.tl.core.engine.live_orders().count();
-    drop(rt);
+    drop(rt.tl);
     if let Some(s) = syncer {
         let _ = s.join();
     }
-    let _ = logger.join();
+    sidecars.shutdown();
     result?;
     if live > 0 {
         tracing::warn!(
@@ -94,4 +94,48 @@ pub fn check(path: &Path) -> Result<()> {
     println!("risk: {:?}", cfg.risk);
     println!("journal: {}  store: {}", cfg.runtime.journal_dir.display(), cfg.store.dir.display());
     Ok(())
+}
+
+/// `kimp store` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum StoreCmd {
+    /// Send local ILP files (written when no QuestDB is configured) to QuestDB.
+    Load {
+        /// questdb-rs configuration string, e.g. `tcp::addr=127.0.0.1:9009;` or
+        /// `http::addr=127.0.0.1:9000;`.
+        #[arg(long)]
+        questdb: String,
+        /// ILP files or directories (default: data/ilp).
+        #[arg(default_value = "data/ilp")]
+        paths: Vec<PathBuf>,
+    },
+}
+
+/// `kimp store ...`.
+pub fn store(cmd: StoreCmd) -> Result<()> {
+    match cmd {
+        StoreCmd::Load { questdb, paths } => {
+            let mut files = Vec::new();
+            for p in &paths {
+                if p.is_dir() {
+                    files.extend(
+                        kimp_sidecars::store::files::list(p)
+                            .map_err(|e| anyhow!("{}: {e}", p.display()))?,
+                    );
+                } else {
+                    files.push(p.clone());
+                }
+            }
+            if files.is_empty() {
+                return Err(anyhow!(
+                    "no ILP files under {}",
+                    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                ));
+            }
+            let stats =
+                kimp_sidecars::store::load_files(&files, &questdb).map_err(|e| anyhow!("{e}"))?;
+            println!("{stats:?}");
+            Ok(())
+        }
+    }
 }

@@ -25,6 +25,12 @@ impl Clock {
         Nanos(self.start.elapsed().as_nanos() as u64)
     }
 
+    /// Wall-clock nanoseconds since the Unix epoch that correspond to monotonic `t`.
+    #[inline]
+    pub fn wall_ns(&self, t: Nanos) -> Nanos {
+        Nanos(self.wall_at_start_ns + t.0)
+    }
+
     /// Wall-clock milliseconds since the Unix epoch that correspond to monotonic `t`
     /// (venue request timestamps: Binance `timestamp`, signature windows).
     #[inline]

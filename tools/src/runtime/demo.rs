@@ -3,20 +3,21 @@
 //! entry and exit thresholds within the first minute.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use clap::Args;
-use kimp_core::action::{Alert, Telemetry};
+use kimp_core::action::TradingState;
 use kimp_gateways::sign::Secret;
+use kimp_sidecars::status::Board;
 
+use super::bridge::Sidecars;
 use super::config::Config;
 use super::metrics::{STAGES, Stage, StageSummary};
 use super::run::{self, BuildOptions};
 use super::secrets::Keys;
-use super::trading_loop::{Counters, Out};
 use crate::sim::config::{DEFAULT_KEY, DEFAULT_SECRET, SimConfig};
 use crate::sim::{SimHandle, Simulator};
 
@@ -35,8 +36,8 @@ pub struct DemoArgs {
     /// Seed of the simulated market.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// Simulated time per real time.
-    #[arg(long, default_value_t = 60.0)]
+    /// Simulated time per real time (prices and funding; the premium cycle is real time).
+    #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
 }
 
@@ -60,55 +61,36 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// What the terminal view and the summary show.
-#[derive(Debug, Clone, Default)]
-struct View {
-    kimp: Vec<Option<kimp_core::action::KimpSample>>,
-    pairs_opened: u64,
-    pairs_closed: u64,
-    realized_krw: f64,
-    last_loop: Option<super::metrics::LoopSummary>,
-    counters: Counters,
-    halted: Option<String>,
-}
-
-fn observe(rx: crossbeam_channel::Receiver<Out>, view: Arc<Mutex<View>>, coins: usize) {
-    while let Ok(o) = rx.recv() {
-        let mut v = view.lock().unwrap_or_else(|p| p.into_inner());
-        if v.kimp.len() < coins {
-            v.kimp.resize(coins, None);
-        }
-        match o {
-            Out::Telemetry(Telemetry::Kimp(k)) => {
-                if let Some(slot) = v.kimp.get_mut(k.coin as usize) {
-                    *slot = Some(k);
-                }
-            }
-            Out::Alert(Alert::PairOpened { .. }) => v.pairs_opened += 1,
-            Out::Alert(Alert::PairClosed { pnl, .. }) => {
-                v.pairs_closed += 1;
-                v.realized_krw += pnl.net().to_f64();
-            }
-            Out::Alert(Alert::Halted(r)) => v.halted = Some(format!("{r:?}")),
-            Out::Alert(a) => tracing::info!(alert = ?a, "alert"),
-            Out::Loop(l) => v.last_loop = Some(l),
-            Out::Counters(c) => v.counters = c,
-            Out::Telemetry(_) => {}
-        }
-    }
-}
-
-/// The simulator configuration of the demo: the premium hovers around the 3 % entry
-/// threshold with jumps, so pairs open and (after it falls back) close within a minute.
+/// The simulator configuration of the demo: the premium process itself is frozen (no
+/// reversion, tiny noise) because [`drive_premium`] moves it along a visible cycle.
 pub fn demo_sim(seed: u64, speed: f64) -> SimConfig {
     let mut s = SimConfig { seed, speed, ..SimConfig::default() };
-    for c in &mut s.coins {
-        c.premium_mean = 0.03;
-    }
-    s.market.premium_vol_per_sqrt_h = 0.012;
-    s.market.premium_jumps_per_h = 12.0;
+    s.market.premium_reversion_per_h = 0.0;
+    s.market.premium_vol_per_sqrt_h = 0.000_5;
+    s.market.premium_jumps_per_h = 0.0;
     s.funding_interval_ms = 3_600_000;
     s
+}
+
+/// The demo's premium path for coin `i` at `t` seconds: a 20-second cycle between about
+/// 2.1 % and 3.7 %, so the 3.0 % entry and a profitable exit both happen every cycle.
+pub fn demo_premium(t: f64, i: usize) -> f64 {
+    let phase = std::f64::consts::TAU * (t / 20.0) + i as f64 * 1.3;
+    0.029 + 0.008 * phase.sin()
+}
+
+/// Moves the simulator's premium along [`demo_premium`] until `stop`.
+pub fn drive_premium(sim: &SimHandle, stop: &AtomicBool) {
+    let start = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let t = start.elapsed().as_secs_f64();
+        sim.with_world(|w| {
+            for (i, c) in w.mkt.coins.iter_mut().enumerate() {
+                c.premium = demo_premium(t, i);
+            }
+        });
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Points a configuration at a running simulator and gives it a fresh journal and store.
@@ -131,9 +113,9 @@ pub fn sim_keys() -> Keys {
     }
 }
 
-fn line(v: &View, names: &[String], elapsed: Duration) -> String {
+fn line(b: &Board, names: &[String], elapsed: Duration) -> String {
     let mut s = format!("[{:>5.1}s]", elapsed.as_secs_f64());
-    for (i, k) in v.kimp.iter().enumerate() {
+    for (i, k) in b.kimp.iter().enumerate() {
         if let Some(k) = k {
             s.push_str(&format!(
                 " {} mid {:+.2}% sell {:+.2}% buy {:+.2}% fx {:.1} fund {:+.4}% |",
@@ -146,20 +128,25 @@ fn line(v: &View, names: &[String], elapsed: Duration) -> String {
             ));
         }
     }
-    let (p50, p99) = v.last_loop.map_or((0, 0), |l| {
-        (l.stages[Stage::Frame as usize].p50, l.stages[Stage::Frame as usize].p99)
-    });
+    let frame = b.latency.get("frame").map_or((0, 0), |l| (l.p50_ns, l.p99_ns));
     s.push_str(&format!(
-        " pairs open {} closed {} | pnl {:+.0} KRW | orders {} | loop p50 {:.1}us p99 {:.1}us",
-        v.pairs_opened.saturating_sub(v.pairs_closed),
-        v.pairs_closed,
-        v.realized_krw,
-        v.counters.orders.wire_orders,
-        p50 as f64 / 1e3,
-        p99 as f64 / 1e3,
+        " open pairs {} closed {} | realised {:+.0} KRW | loop p50 {:.1}us p99 {:.1}us",
+        b.open_pairs.len(),
+        b.pnl.closed,
+        b.pnl.realized.net().to_f64(),
+        frame.0 as f64 / 1e3,
+        frame.1 as f64 / 1e3,
     ));
-    if let Some(h) = &v.halted {
-        s.push_str(&format!(" | HALTED ({h})"));
+    for p in b.open_pairs.values() {
+        s.push_str(&format!(
+            " | pair {} {:?} entry {:+.2}%",
+            p.pair,
+            p.to,
+            p.entry_premium_bps / 100.0
+        ));
+    }
+    if let Some(TradingState::Halted(h)) = b.trading {
+        s.push_str(&format!(" | HALTED ({h:?})"));
     }
     s
 }
@@ -188,13 +175,15 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
     let syncer = rt.spawn_syncer(Duration::from_millis(cfg.runtime.journal_sync_ms), stop.clone());
     let names: Vec<String> = cfg.coins.iter().map(|c| c.name.clone()).collect();
-    let view = Arc::new(Mutex::new(View::default()));
-    let observer = {
-        let (rx, view, n) = (rt.out_rx.clone(), view.clone(), names.len());
-        std::thread::Builder::new()
-            .name("kimp-observer".into())
-            .spawn(move || observe(rx, view, n))?
-    };
+    let sidecars = Sidecars::start(
+        &cfg,
+        &rt.tl.core.markets,
+        rt.tl.clock,
+        rt.out_rx.clone(),
+        rt.journal_tail,
+        rt.control_tx.clone(),
+    )?;
+    let board = sidecars.board.clone();
     let loop_stop = stop.clone();
     let drain = Duration::from_millis(cfg.runtime.shutdown_ms);
     let core = cfg.runtime.core;
@@ -206,20 +195,25 @@ pub fn demo(args: DemoArgs) -> Result<()> {
             Ok(tl)
         })?;
     let start = Instant::now();
-    eprintln!(
-        "kimp demo: simulator at {} and {}; data in {}",
-        sim.urls.upbit_rest,
-        sim.urls.binance_rest,
-        run_dir.display()
-    );
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(1_000));
-        let v = view.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        eprintln!("{}", line(&v, &names, start.elapsed()));
-        if args.duration.is_some_and(|d| start.elapsed() >= d) {
-            stop.store(true, Ordering::Relaxed);
+    let director_stop = AtomicBool::new(false);
+    std::thread::scope(|scope| -> Result<()> {
+        scope.spawn(|| drive_premium(&sim, &director_stop));
+        eprintln!(
+            "kimp demo: simulator at {} and {}; data in {}",
+            sim.urls.upbit_rest,
+            sim.urls.binance_rest,
+            run_dir.display()
+        );
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(1_000));
+            eprintln!("{}", line(&board.snapshot(), &names, start.elapsed()));
+            if args.duration.is_some_and(|d| start.elapsed() >= d) {
+                stop.store(true, Ordering::Relaxed);
+            }
         }
-    }
+        director_stop.store(true, Ordering::Relaxed);
+        Ok(())
+    })?;
     let tl = trading.join().map_err(|_| anyhow!("the trading thread panicked"))??;
     drop(rt.control_tx);
     if let Some(s) = syncer {
@@ -230,16 +224,30 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     let wire = tl.orders.stats.wire_orders;
     let realized = tl.core.engine.realized_krw() as f64 / kimp_core::units::SCALE as f64;
     drop(tl);
-    let _ = observer.join();
+    sidecars.shutdown();
     sim.shutdown();
-    let v = view.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    print_summary(&args, &v, &totals, engine, wire, realized, start.elapsed());
+    let opened = count_opened(&run_dir.join("journal"));
+    print_summary(&args, opened, &totals, engine, wire, realized, start.elapsed());
     Ok(())
+}
+
+/// Pairs that were hedged at least once, from the run's journal.
+fn count_opened(dir: &std::path::Path) -> u64 {
+    let Ok((_, replay)) = super::journal::Journal::open(dir, 1 << 20) else { return 0 };
+    let mut ids = std::collections::BTreeSet::new();
+    for (_, e) in &replay.entries {
+        if let super::record_codec::Entry::Record(kimp_core::action::Record::Pair(p)) = e
+            && p.to == kimp_core::pair::PairState::Hedged
+        {
+            ids.insert(p.pair);
+        }
+    }
+    ids.len() as u64
 }
 
 fn print_summary(
     args: &DemoArgs,
-    v: &View,
+    opened: u64,
     totals: &[StageSummary; STAGES],
     engine: kimp_core::engine::Stats,
     wire: u64,
@@ -251,7 +259,7 @@ fn print_summary(
     println!("kimp demo summary ({:.1}s)", elapsed.as_secs_f64());
     println!(
         "  pairs opened {}  closed {}  realised PnL {:+.0} KRW",
-        v.pairs_opened, engine.pairs_closed, realized
+        opened, engine.pairs_closed, realized
     );
     println!(
         "  orders sent {wire}  intents {}  risk rejects {}  events {}",
@@ -262,7 +270,7 @@ fn print_summary(
     if args.json {
         println!(
             "{{\"pairs_opened\":{},\"pairs_closed\":{},\"realized_pnl_krw\":{:.0},\"orders_sent\":{},\"intents\":{},\"events\":{},\"loop_p50_ns\":{},\"loop_p99_ns\":{},\"tick_to_order_p50_ns\":{},\"tick_to_order_p99_ns\":{},\"elapsed_ms\":{}}}",
-            v.pairs_opened,
+            opened,
             engine.pairs_closed,
             realized,
             wire,

@@ -1,6 +1,7 @@
 //! The runtime: `kimp run` and `kimp demo` — configuration, secrets, the journal and the
 //! single pinned busy-poll loop that drives the engine.
 
+pub mod bridge;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -110,9 +110,13 @@ pub struct OrderPath {
     /// Other bodies, for the loop to handle.
     pub bodies: Vec<Body>,
     arena: Vec<u8>,
+    /// Orders whose `Place` was answered (the loop follows them up with queries while
+    /// they stay open: Upbit reports IOC fills only on a query or its private stream).
+    pub answered: Vec<(ClientId, InstrumentId, Venue)>,
     /// Counters.
     pub stats: OrderPathStats,
     deadline: Nanos,
+    clock: super::clock::Clock,
 }
 
 impl OrderPath {
@@ -124,6 +128,7 @@ impl OrderPath {
         upbit_enc: UpbitEncoder,
         binance_enc: BinanceEncoder,
         deadline: Nanos,
+        clock: super::clock::Clock,
     ) -> Self {
         Self {
             upbit,
@@ -136,8 +141,10 @@ impl OrderPath {
             events: Vec::with_capacity(256),
             bodies: Vec::with_capacity(64),
             arena: Vec::with_capacity(ARENA_BYTES),
+            answered: Vec::with_capacity(256),
             stats: OrderPathStats::default(),
             deadline,
+            clock,
         }
     }
 
@@ -302,8 +309,21 @@ impl OrderPath {
         let events = &mut self.events;
         let bodies = &mut self.bodies;
         let stats = &mut self.stats;
+        let answered = &mut self.answered;
+        let wall = self.clock.wall_ns(now);
         pool.poll(token, now, |c| {
-            complete(c, now, pending, arena, upbit_rest, binance_rest, events, bodies, stats);
+            complete(
+                c,
+                wall,
+                pending,
+                arena,
+                upbit_rest,
+                binance_rest,
+                events,
+                bodies,
+                answered,
+                stats,
+            );
         });
     }
 
@@ -316,9 +336,22 @@ impl OrderPath {
         let events = &mut self.events;
         let bodies = &mut self.bodies;
         let stats = &mut self.stats;
+        let answered = &mut self.answered;
+        let wall = self.clock.wall_ns(now);
         for pool in [&mut self.upbit, &mut self.binance] {
             pool.tick(registry, now, |c| {
-                complete(c, now, pending, arena, upbit_rest, binance_rest, events, bodies, stats);
+                complete(
+                    c,
+                    wall,
+                    pending,
+                    arena,
+                    upbit_rest,
+                    binance_rest,
+                    events,
+                    bodies,
+                    answered,
+                    stats,
+                );
             });
         }
     }
@@ -346,7 +379,8 @@ fn send_bytes(
     }
 }
 
-/// Turns one completion into order events or a copied body.
+/// Turns one completion into order events or a copied body (`now` is wall time here: it
+/// stamps events whose body carries no venue time).
 #[allow(clippy::too_many_arguments)]
 fn complete(
     c: Completion<'_>,
@@ -357,6 +391,7 @@ fn complete(
     binance_rest: &mut BinanceRestParser,
     events: &mut Vec<Event<'static>>,
     bodies: &mut Vec<Body>,
+    answered: &mut Vec<(ClientId, InstrumentId, Venue)>,
     stats: &mut OrderPathStats,
 ) {
     let tag = match c {
@@ -389,6 +424,9 @@ fn complete(
                 }
                 _ => binance_rest.order_reply(kind, cl_id, response.status, response.body, now),
             };
+            if p.kind == ReqKind::Place && answered.len() < answered.capacity() {
+                answered.push((cl_id, p.inst, p.venue));
+            }
             match parsed {
                 Ok(evs) => {
                     for e in evs {

@@ -133,6 +133,7 @@ pub fn build(cfg: &Config, keys: &Keys, opts: &BuildOptions) -> Result<Runtime> 
         upbit_enc,
         binance_enc,
         Nanos::from_ms(cfg.risk.order_timeout_ms),
+        clock,
     );
     let (out_tx, out_rx) = bounded(OUT_CAPACITY);
     let (control_tx, control_rx) = bounded(1_024);

@@ -31,6 +31,9 @@ use super::orders::{OrderPath, ReqKind};
 use super::record_codec::Entry;
 use super::startup::Target;
 
+/// First follow-up query of an answered, still-open order.
+const FOLLOW_UP: Nanos = Nanos::from_ms(15);
+
 /// Token of the Upbit quotation WebSocket.
 pub const UPBIT_MD: Token = Token(0);
 /// Token of the Binance public (depth, bookTicker) WebSocket.
@@ -277,6 +280,8 @@ pub struct TradingLoop {
     next_report: Nanos,
     next_listen_keepalive: Nanos,
     phase: Phase,
+    /// Answered orders still open: (due, id, instrument, venue, tries).
+    followups: Vec<(Nanos, kimp_core::order::ClientId, InstrumentId, Venue, u8)>,
 }
 
 impl std::fmt::Debug for TradingLoop {
@@ -368,6 +373,7 @@ impl TradingLoop {
             next_report: Nanos(0),
             next_listen_keepalive: Nanos(0),
             phase: Phase::Reconciling { since: Nanos(0), queried: false },
+            followups: Vec::with_capacity(256),
         })
     }
 
@@ -427,6 +433,41 @@ impl TradingLoop {
             feed(core, orders, clock, now, &ev);
         }
         orders.events.clear();
+        // Orders whose placement was answered but which are still open: ask soon (an
+        // IOC is over by then), backing off; the engine's own timeout stays the backstop.
+        for (id, inst, venue) in orders.answered.drain(..) {
+            if self.followups.len() < self.followups.capacity() {
+                self.followups.push((now.plus(FOLLOW_UP), id, inst, venue, 0));
+            }
+        }
+        let mut k = 0;
+        while k < self.followups.len() {
+            let (due, id, inst, venue, tries) = self.followups[k];
+            let live = core.engine.live_orders().find(|o| o.req.cl_id == id).map(|o| o.state);
+            match live {
+                Some(kimp_core::order::OrderState::Open) if now >= due => {
+                    orders.query(now, clock.wall_ms(now), venue, id, inst);
+                    if tries < 4 {
+                        self.followups[k] = (
+                            now.plus(Nanos(FOLLOW_UP.0 << (tries + 1))),
+                            id,
+                            inst,
+                            venue,
+                            tries + 1,
+                        );
+                        k += 1;
+                    } else {
+                        self.followups.swap_remove(k);
+                    }
+                }
+                Some(kimp_core::order::OrderState::Open | kimp_core::order::OrderState::Sent) => {
+                    k += 1
+                }
+                _ => {
+                    self.followups.swap_remove(k);
+                }
+            }
+        }
         handle_bodies(feeds, orders, core, clock, now, poll.registry());
         // Operator control (drained every turn; `/stop` takes effect here).
         while let Ok(c) = control.try_recv() {
