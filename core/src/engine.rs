@@ -629,13 +629,13 @@ impl Engine {
         }
         let c = coin as usize;
         let Some(p) = self.coins[c].pair else { return };
-        let q = p.hedged_qty();
-        if q.0 == 0 {
-            return;
-        }
         let spec = self.coins[c].spec;
         let (iu, ib) =
             (self.instruments[spec.upbit.0 as usize], self.instruments[spec.binance.0 as usize]);
+        let q = iu.round_qty(ib.round_qty(p.hedged_qty()));
+        if q.0 == 0 {
+            return;
+        }
         let (bu, bb) = (&self.books[spec.upbit.0 as usize], &self.books[spec.binance.0 as usize]);
         let close_u_side = if p.u.pos.0 > 0 { Side::Sell } else { Side::Buy };
         let close_b_side = close_u_side.opposite();
@@ -644,39 +644,29 @@ impl Engine {
         if wu.filled != q || wb.filled != q {
             return;
         }
+        // Priced at the worst level each leg may fill at (its IOC limit), not at the
+        // VWAP: every fill inside the limits is then at least as good as this estimate,
+        // which is what makes "never closed at a loss" hold on the venue, not just here.
+        let (Ok(nu), Ok(nb)) = (wu.worst.notional(q), wb.worst.notional(q)) else { return };
         let cash = |side: Side, n: Quote| Quote(-side.sign() * n.0);
         let fee =
             |n: Quote, r: i64| Quote(crate::units::apply_rate_ceil(n.0, r).unwrap_or(i64::MAX));
-        let b_cash = p.b.cash.0 + cash(close_b_side, wb.notional).0;
+        let b_cash = p.b.cash.0 + cash(close_b_side, nb).0;
         // Converting a USDT gain to KRW sells USDT (bid); a loss buys it (ask).
         let conv = if b_cash >= 0 { fx.0 } else { fx.1 };
         let net = p.net_if_closed(
-            cash(close_u_side, wu.notional),
-            fee(wu.notional, iu.taker_fee_e8),
-            cash(close_b_side, wb.notional),
-            fee(wb.notional, ib.taker_fee_e8),
+            cash(close_u_side, nu),
+            fee(nu, iu.taker_fee_e8),
+            cash(close_b_side, nb),
+            fee(nb, ib.taker_fee_e8),
             conv,
         );
         if net <= self.cfg.strategy.exit_min_profit_krw as i128 * SCALE as i128 {
             return;
         }
         let legs = [
-            (
-                Leg::U,
-                spec.upbit,
-                close_u_side,
-                self.ioc_limit(spec.upbit, close_u_side, wu.worst),
-                q,
-                false,
-            ),
-            (
-                Leg::B,
-                spec.binance,
-                close_b_side,
-                self.ioc_limit(spec.binance, close_b_side, wb.worst),
-                q,
-                true,
-            ),
+            (Leg::U, spec.upbit, close_u_side, wu.worst, q, false),
+            (Leg::B, spec.binance, close_b_side, wb.worst, q, true),
         ];
         if self.intent(coin, Purpose::Exit, None, &legs, 0, now, out).is_some() {
             self.transition(coin, PairState::Closing, None, out);
