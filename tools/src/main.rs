@@ -20,6 +20,8 @@ enum Command {
     Demo(kimp::runtime::demo::DemoArgs),
     /// Backtest the engine over candles or recorded messages (docs/backtest.md).
     Backtest(Box<kimp::research::cli::BacktestArgs>),
+    /// Replay recorded venue messages through the codecs and books; print CSV.
+    Replay(kimp::research::replay::ReplayArgs),
     /// Record raw venue messages into capture files (docs/capture-format.md).
     Record(kimp::research::record::RecordArgs),
     /// Write a self-contained HTML report of a saved backtest.
@@ -42,6 +44,7 @@ fn main() -> anyhow::Result<()> {
         Command::Run(args) => kimp::runtime::cli::run(args),
         Command::Demo(args) => kimp::runtime::demo::demo(args),
         Command::Backtest(args) => kimp::research::cli::run_backtest(*args),
+        Command::Replay(args) => kimp::research::replay::run(args),
         Command::Record(args) => kimp::research::record::run_record(args),
         Command::Report(args) => kimp::research::report::run_report(args),
         Command::Store(cmd) => kimp::runtime::cli::store(cmd),

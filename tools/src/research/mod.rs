@@ -11,6 +11,7 @@ pub mod cli;
 pub mod exec_model;
 pub mod metrics;
 pub mod record;
+pub mod replay;
 pub mod report;
 pub mod sweep;
 pub mod tick_mode;
