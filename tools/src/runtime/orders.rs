@@ -117,6 +117,12 @@ pub struct OrderPath {
     pub stats: OrderPathStats,
     deadline: Nanos,
     clock: super::clock::Clock,
+    /// Per venue: no request before this time (a 429/418 `Retry-After`, or Upbit's
+    /// `Remaining-Req: sec=0`), so a rate limit never turns into a ban.
+    blocked_until: [Nanos; Venue::COUNT],
+    /// Binance server time minus our wall clock, ms (measured at start-up): signed
+    /// timestamps use the venue's clock, so a drifting host clock does not cause -1021.
+    pub binance_offset_ms: i64,
 }
 
 impl OrderPath {
@@ -145,6 +151,8 @@ impl OrderPath {
             stats: OrderPathStats::default(),
             deadline,
             clock,
+            blocked_until: [Nanos(0); Venue::COUNT],
+            binance_offset_ms: 0,
         }
     }
 
@@ -173,6 +181,12 @@ impl OrderPath {
     /// Encodes, signs and sends a new order. If it cannot leave the process, the engine
     /// hears a gateway reject; if it may have left, an unknown outcome (never a resend).
     pub fn place(&mut self, now: Nanos, wall_ms: u64, venue: Venue, req: &OrderRequest) {
+        if now < self.blocked_until[venue.idx()] {
+            self.stats.rate_limited += 1;
+            self.order_event(req.cl_id, now, OrderEventKind::Reject(RejectReason::RateLimited));
+            return;
+        }
+        let wall_ms = self.venue_ms(venue, wall_ms);
         let p = Pending { kind: ReqKind::Place, venue, cl_id: Some(req.cl_id), inst: req.inst };
         let sent = match venue {
             Venue::Upbit => self
@@ -202,6 +216,19 @@ impl OrderPath {
         }
     }
 
+    /// Wall-clock ms as the venue counts it.
+    fn venue_ms(&self, venue: Venue, wall_ms: u64) -> u64 {
+        match venue {
+            Venue::Upbit => wall_ms,
+            _ => wall_ms.saturating_add_signed(self.binance_offset_ms),
+        }
+    }
+
+    /// True when requests to `venue` must wait (rate limited).
+    pub fn blocked(&self, venue: Venue, now: Nanos) -> bool {
+        now < self.blocked_until[venue.idx()]
+    }
+
     /// Queries an order by client id (a failure is harmless: the engine asks again).
     pub fn query(
         &mut self,
@@ -211,6 +238,10 @@ impl OrderPath {
         cl_id: ClientId,
         inst: InstrumentId,
     ) {
+        if self.blocked(venue, now) {
+            return;
+        }
+        let wall_ms = self.venue_ms(venue, wall_ms);
         let p = Pending { kind: ReqKind::Query, venue, cl_id: Some(cl_id), inst };
         let sent = match venue {
             Venue::Upbit => {
@@ -237,6 +268,10 @@ impl OrderPath {
         cl_id: ClientId,
         inst: InstrumentId,
     ) {
+        if self.blocked(venue, now) {
+            return;
+        }
+        let wall_ms = self.venue_ms(venue, wall_ms);
         let p = Pending { kind: ReqKind::Cancel, venue, cl_id: Some(cl_id), inst };
         let sent = match venue {
             Venue::Upbit => {
@@ -283,7 +318,7 @@ impl OrderPath {
             cl_id: None,
             inst: InstrumentId(0),
         };
-        let b = self.binance_enc.account(wall_ms);
+        let b = self.binance_enc.account(self.venue_ms(Venue::Binance, wall_ms));
         a && send_bytes(&mut self.binance, &mut self.pending, now, p, d, b).is_ok()
     }
 
@@ -310,6 +345,7 @@ impl OrderPath {
         let bodies = &mut self.bodies;
         let stats = &mut self.stats;
         let answered = &mut self.answered;
+        let blocked = &mut self.blocked_until;
         let wall = self.clock.wall_ns(now);
         pool.poll(token, now, |c| {
             complete(
@@ -323,6 +359,8 @@ impl OrderPath {
                 bodies,
                 answered,
                 stats,
+                blocked,
+                now,
             );
         });
     }
@@ -337,6 +375,7 @@ impl OrderPath {
         let bodies = &mut self.bodies;
         let stats = &mut self.stats;
         let answered = &mut self.answered;
+        let blocked = &mut self.blocked_until;
         let wall = self.clock.wall_ns(now);
         for pool in [&mut self.upbit, &mut self.binance] {
             pool.tick(registry, now, |c| {
@@ -351,6 +390,8 @@ impl OrderPath {
                     bodies,
                     answered,
                     stats,
+                    blocked,
+                    now,
                 );
             });
         }
@@ -393,6 +434,8 @@ fn complete(
     bodies: &mut Vec<Body>,
     answered: &mut Vec<(ClientId, InstrumentId, Venue)>,
     stats: &mut OrderPathStats,
+    blocked: &mut [Nanos; Venue::COUNT],
+    mono: Nanos,
 ) {
     let tag = match c {
         Completion::Response { tag, .. }
@@ -403,6 +446,20 @@ fn complete(
         stats.stray += 1;
         return;
     };
+    if let Completion::Response { response, .. } = c {
+        // Back off before the venue has to: 429/418 with Retry-After (1 s when absent),
+        // and Upbit's `Remaining-Req: ... sec=0` (the group's second is used up).
+        let wait_ms = match response.status {
+            429 | 418 => Some(response.retry_after_s.unwrap_or(1).saturating_mul(1_000)),
+            _ if response.remaining_req_sec() == Some(0) => Some(1_000),
+            _ => None,
+        };
+        if let Some(ms) = wait_ms {
+            let until = mono.plus(Nanos::from_ms(ms));
+            let b = &mut blocked[p.venue.idx()];
+            *b = (*b).max(until);
+        }
+    }
     let push = |events: &mut Vec<Event<'static>>, cl_id, kind| {
         if events.len() < events.capacity() {
             events.push(Event::Order(OrderEvent { cl_id, exch_ts: now, kind }));

@@ -97,6 +97,18 @@ pub fn build(cfg: &Config, keys: &Keys, opts: &BuildOptions) -> Result<Runtime> 
         return Err(anyhow!("exchangeInfo answered HTTP {status}"));
     }
     let markets = startup::markets(cfg, &body)?;
+    // The venue's clock, for signed timestamps: offset at the middle of the round trip.
+    let sent = clock.now();
+    let req = enc.server_time().to_vec();
+    let binance_offset_ms =
+        match startup::fetch(&mut boot, &mut boot_poll, &clock, &req, Duration::from_secs(5)) {
+            Ok((200, body)) => {
+                let mid = clock.wall_ms(Nanos((sent.0 + clock.now().0) / 2)) as i64;
+                kimp_gateways::binance::rest::server_time(&body).map_or(0, |t| t as i64 - mid)
+            }
+            _ => 0,
+        };
+    tracing::info!(binance_offset_ms, "server time offset");
     drop(boot);
 
     // The journal: replay earlier runs into a fresh engine of the next epoch.
@@ -127,7 +139,7 @@ pub fn build(cfg: &Config, keys: &Keys, opts: &BuildOptions) -> Result<Runtime> 
         &keys.binance_secret,
         &markets.instruments,
     );
-    let orders = OrderPath::new(
+    let mut orders = OrderPath::new(
         upbit_rest.pool(4, UPBIT_REST)?,
         binance_rest.pool(4, BINANCE_REST)?,
         upbit_enc,
@@ -135,6 +147,7 @@ pub fn build(cfg: &Config, keys: &Keys, opts: &BuildOptions) -> Result<Runtime> 
         Nanos::from_ms(cfg.risk.order_timeout_ms),
         clock,
     );
+    orders.binance_offset_ms = binance_offset_ms;
     let (out_tx, out_rx) = bounded(OUT_CAPACITY);
     let (control_tx, control_rx) = bounded(1_024);
     let core = Core::new(engine, journal, markets.clone(), out_tx, cfg.runtime.cycle_us_max);

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use kimp_core::action::{Action, Alert, Outbox, Record, Telemetry, TradingState};
+use kimp_core::action::{Action, Alert, Outbox, Purpose, Record, Telemetry, TradingState};
 use kimp_core::engine::{Engine, Markets};
 use kimp_core::event::{Control, Event, OrderEvent, OrderEventKind, RejectReason};
 use kimp_core::instrument::{InstrumentId, Venue};
@@ -30,6 +30,7 @@ use super::metrics::{LoopMetrics, LoopSummary, Stage};
 use super::orders::{OrderPath, ReqKind};
 use super::record_codec::Entry;
 use super::startup::Target;
+use crate::dst::failpoint;
 
 /// First follow-up query of an answered, still-open order.
 const FOLLOW_UP: Nanos = Nanos::from_ms(15);
@@ -187,6 +188,8 @@ fn execute(core: &mut Core, orders: &mut OrderPath, clock: &Clock, now: Nanos) {
     let wall = clock.wall_ms(now);
     // An intent whose record could not be journaled must not reach the wire.
     let mut journal_ok = true;
+    // Legs of an entry intent placed so far (crash tests' failpoints, inert unless armed).
+    let mut entry_legs: Option<u8> = None;
     for i in 0..core.out.len() {
         let a = core.out.as_slice()[i];
         match a {
@@ -198,11 +201,23 @@ fn execute(core: &mut Core, orders: &mut OrderPath, clock: &Clock, now: Nanos) {
                     journal_ok = false;
                     core.journal_failed = true;
                 }
+                match r {
+                    Record::Intent { purpose: Purpose::Entry, .. } => {
+                        entry_legs = Some(0);
+                        failpoint::hit("after_intent");
+                    }
+                    Record::Fill { .. } => failpoint::hit("after_fill"),
+                    _ => {}
+                }
             }
             Action::Place(req) => {
                 let venue = core.markets.instruments[req.inst.0 as usize].venue;
                 if journal_ok {
                     orders.place(now, wall, venue, &req);
+                    if let Some(n) = entry_legs.as_mut() {
+                        *n += 1;
+                        failpoint::hit(if *n == 1 { "after_leg1_sent" } else { "after_leg2_sent" });
+                    }
                 } else {
                     let kind = OrderEventKind::Reject(RejectReason::Gateway);
                     orders.events.push(Event::Order(OrderEvent {
@@ -279,6 +294,7 @@ pub struct TradingLoop {
     next_timer: Nanos,
     next_report: Nanos,
     next_listen_keepalive: Nanos,
+    next_planned_reconnect: Nanos,
     phase: Phase,
     /// Answered orders still open: (due, id, instrument, venue, tries).
     followups: Vec<(Nanos, kimp_core::order::ClientId, InstrumentId, Venue, u8)>,
@@ -372,6 +388,7 @@ impl TradingLoop {
             next_timer: Nanos(0),
             next_report: Nanos(0),
             next_listen_keepalive: Nanos(0),
+            next_planned_reconnect: Nanos(0),
             phase: Phase::Reconciling { since: Nanos(0), queried: false },
             followups: Vec::with_capacity(256),
         })
@@ -473,7 +490,11 @@ impl TradingLoop {
         while let Ok(c) = control.try_recv() {
             feed(core, orders, clock, now, &Event::Control(c));
         }
-        if core.journal_failed && core.engine.trading_state() == TradingState::Active {
+        // A journal that refused a record, or cannot reserve its next segment (disk
+        // full), stops entries at once; hedges go on while its last segment has room.
+        if (core.journal_failed || core.journal.degraded)
+            && core.engine.trading_state() == TradingState::Active
+        {
             feed(core, orders, clock, now, &Event::Control(Control::Stop));
         }
         // Books that need a snapshot.
@@ -512,6 +533,18 @@ impl TradingLoop {
             self.next_timer = now.plus(self.timer);
             feed(&mut self.core, &mut self.orders, &self.clock, now, &Event::Timer);
             self.reconcile_step(now);
+        }
+        // Binance closes every connection after 24 h: reconnect on our schedule instead,
+        // one book resync at a moment we choose.
+        if now >= self.next_planned_reconnect {
+            if self.next_planned_reconnect != Nanos(0) {
+                self.feeds.binance_public.reconnect(now);
+                self.feeds.binance_market.reconnect(now);
+                if let Some(u) = self.feeds.binance_user.as_mut() {
+                    u.reconnect(now);
+                }
+            }
+            self.next_planned_reconnect = now.plus(Nanos::from_ms(23 * 3_600_000));
         }
         if now >= self.next_listen_keepalive {
             let first = self.next_listen_keepalive == Nanos(0);
