@@ -123,6 +123,13 @@ fn read_u32(s: &[u8]) -> Option<(u32, &[u8])> {
     Some((u32::try_from(v).ok()?, &s[n..]))
 }
 
+/// How long after an order was sent a venue's "no such order" is final. Binance refuses
+/// a request older than its `recvWindow` (5 s, set by the gateway's encoder) when it
+/// arrives, so a query answered after this cannot be overtaken by the order itself;
+/// before it, a request delayed on a slow connection may still execute, and trusting
+/// the answer would lose that order's fills.
+pub const NOT_FOUND_FINAL: Nanos = Nanos::from_ms(6_000);
+
 /// How an order executes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OrderKind {
@@ -256,7 +263,11 @@ impl Order {
                 _ => Applied::Ignored,
             },
             OrderEventKind::NotFound => match self.state {
-                Unknown | Sent if self.filled.0 == 0 => {
+                // Before NOT_FOUND_FINAL the request may still be on its way: "not found"
+                // then means "not yet", and the order stays unknown (queried again).
+                Unknown | Sent
+                    if self.filled.0 == 0 && now.since(self.sent_at) >= NOT_FOUND_FINAL =>
+                {
                     self.state = Rejected(RejectReason::Gateway);
                     Applied::State
                 }
@@ -378,6 +389,8 @@ mod tests {
         let mut n = Order::new(req(10), Nanos(0));
         n.apply(OrderEventKind::Unknown, Nanos(1));
         n.apply(OrderEventKind::NotFound, Nanos(2));
+        assert_eq!(n.state, OrderState::Unknown, "not found yet: the request may be late");
+        n.apply(OrderEventKind::NotFound, NOT_FOUND_FINAL);
         assert!(matches!(n.state, OrderState::Rejected(_)));
     }
 

@@ -387,7 +387,8 @@ fn silent_order_becomes_unknown_after_the_timeout() {
     assert!(has(&acts, |a| matches!(a, Action::Query { cl_id, .. } if *cl_id == b.cl_id)));
     let st = h.e.live_orders().find(|o| o.req.cl_id == b.cl_id).unwrap().state;
     assert_eq!(st, OrderState::Unknown);
-    // NotFound from the query: it never reached the venue.
+    // NotFound from the query once the request could no longer arrive: it never did.
+    h.advance_ms(kimp_core::order::NOT_FOUND_FINAL.as_ms());
     h.report(&b, OrderEventKind::NotFound);
     assert!(h.e.live_orders().all(|o| o.req.cl_id != b.cl_id));
 }

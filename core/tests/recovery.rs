@@ -48,7 +48,8 @@ fn crash_after_intent_journaled_queries_both_legs_and_sends_nothing() {
     assert_eq!(n, 2);
     assert!(q.contains(&u.cl_id) && q.contains(&b.cl_id));
     assert!(!r.e.outcomes_known());
-    // Neither order reached the venue.
+    // Neither order reached the venue (asked once no request could still arrive).
+    r.advance_ms(kimp_core::order::NOT_FOUND_FINAL.as_ms());
     let mut acts = r.report(&u, OrderEventKind::NotFound);
     acts.extend(r.report(&b, OrderEventKind::NotFound));
     assert!(places(&acts).is_empty());
@@ -73,6 +74,7 @@ fn crash_after_one_leg_filled_repairs_the_orphan_with_a_new_epoch() {
     r.e.start_reconcile(r.now, &mut r.out);
     assert_eq!(queries(r.out.as_slice()), vec![b.cl_id], "only the unknown leg is queried");
     // The Binance order never arrived: the orphan must be hedged, under the new epoch.
+    r.advance_ms(kimp_core::order::NOT_FOUND_FINAL.as_ms());
     r.market(344.0);
     let acts = r.report(&b, OrderEventKind::NotFound);
     let hedge = place_on(&acts, BTCUSDT).expect("orphan re-hedged while reconciling");

@@ -285,6 +285,14 @@ impl Journal {
         }
         let mut slot = [0u8; SLOT];
         record_codec::encode(e, ts, &mut slot);
+        if matches!(e, Entry::Record(kimp_core::action::Record::Order(_)))
+            && crate::dst::failpoint::fires("torn_append")
+        {
+            // Crash test: the slot is written but its checksum never lands, then SIGKILL.
+            slot[..4].fill(0);
+            self.current.write_slot(self.at, &slot);
+            crate::dst::failpoint::kill("torn_append");
+        }
         self.current.write_slot(self.at, &slot);
         self.at += 1;
         self.published

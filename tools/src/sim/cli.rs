@@ -75,6 +75,16 @@ pub struct SimArgs {
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<f64>,
+    /// `swarm`: seeded deterministic-simulation runs of the engine instead (tools/src/dst).
+    #[command(subcommand)]
+    pub action: Option<SimAction>,
+}
+
+/// What `kimp sim` runs besides the simulator itself.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum SimAction {
+    /// Many seeded runs of the real engine against fake venues with faults (VOPR style).
+    Swarm(crate::dst::swarm::SwarmArgs),
 }
 
 impl SimArgs {
@@ -150,6 +160,9 @@ fn banner(h: &SimHandle, args: &SimArgs) {
 
 /// Runs `kimp sim` until Ctrl-C or `--duration`.
 pub fn run(args: SimArgs) -> anyhow::Result<()> {
+    if let Some(SimAction::Swarm(a)) = &args.action {
+        return crate::dst::swarm::run(a);
+    }
     let cfg = args.config()?;
     let h = Simulator::start(cfg).context("starting the simulator")?;
     if let (Some(path), Some(pem)) = (&args.tls_cert_out, h.tls_cert_pem()) {
