@@ -811,7 +811,13 @@ impl Book {
         let l = self.last_id;
         let in_sequence = if self.awaiting_first {
             let (drop, bridges) = match self.rule {
-                SeqRule::Futures => (d.last_id < l, d.first_id <= l && l <= d.last_id),
+                // Futures: the documented bracket `U <= L <= u`, or an event that continues
+                // exactly from the snapshot (`pu == L`: the snapshot was taken between two
+                // events, which the bracket rule alone would call a gap).
+                SeqRule::Futures => (
+                    d.last_id < l,
+                    (d.first_id <= l && l <= d.last_id) || d.prev_last_id == Some(l),
+                ),
                 _ => (d.last_id <= l, d.first_id <= l + 1 && l < d.last_id),
             };
             if drop {
@@ -989,10 +995,19 @@ mod tests {
     }
 
     #[test]
+    fn snapshot_between_two_events_is_bridged_by_pu() {
+        let mut b = Book::new(SeqRule::Futures, 16);
+        b.apply_snapshot(&snap(100, &[lv(10, 1)], &[lv(11, 1)]), Nanos(1));
+        // U = 105 > L = 100, but pu = 100: it continues exactly from the snapshot.
+        assert_eq!(b.apply_diff(&diff(105, 110, 100, &[], &[]), Nanos(2)), DiffOutcome::Applied);
+    }
+
+    #[test]
     fn snapshot_too_old_is_a_gap() {
         let mut b = Book::new(SeqRule::Futures, 16);
         b.apply_snapshot(&snap(100, &[lv(10, 1)], &[lv(11, 1)]), Nanos(1));
-        assert_eq!(b.apply_diff(&diff(101, 110, 100, &[], &[]), Nanos(2)), DiffOutcome::Gap);
+        // Events 101..=104 are missing: U > L and the chain does not start at L.
+        assert_eq!(b.apply_diff(&diff(105, 110, 104, &[], &[]), Nanos(2)), DiffOutcome::Gap);
     }
 
     #[test]

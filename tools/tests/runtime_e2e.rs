@@ -138,3 +138,88 @@ fn pair_opens_at_the_threshold_and_closes_only_in_profit() {
     sim.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Canary keys through a real `kimp run` process that trades: no byte of a secret may
+/// appear in its output (logged at TRACE), its journal or its store files (I9).
+#[test]
+fn canary_keys_never_leave_the_process() {
+    use kimp::sim::config::ApiKeyPair;
+    const KEY: &str = "CANARYkey7c1e9a44d2";
+    const SECRET: &str = "CANARYsecret5b0f8e13aa";
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut sc = demo_sim(12, 1.0);
+    sc.coins = vec![CoinSpec::btc()];
+    sc.accounts = vec![ApiKeyPair::new(KEY, SECRET)];
+    let sim = Simulator::start(sc).expect("simulator");
+    sim.with_world(|w| w.mkt.coins[0].premium = 0.02);
+    let dir = tmp("canary");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg_text = include_str!("../../config/demo.toml")
+        .replace("ws://127.0.0.1:18001/websocket/v1", &sim.urls.upbit_ws)
+        .replace("http://127.0.0.1:18001", &sim.urls.upbit_rest)
+        .replace("ws://127.0.0.1:18003", &sim.urls.binance_ws)
+        .replace("http://127.0.0.1:18003", &sim.urls.binance_rest)
+        .replace("data/demo/journal", &dir.join("journal").display().to_string())
+        .replace("data/demo/ilp", &dir.join("ilp").display().to_string())
+        .replace("busy_poll = true", "busy_poll = false");
+    let cfg_path = dir.join("canary.toml");
+    std::fs::write(&cfg_path, cfg_text).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_kimp"))
+        .args(["run", "--config"])
+        .arg(&cfg_path)
+        .env("RUST_LOG", "trace")
+        .env("KIMP_UPBIT_ACCESS_KEY", KEY)
+        .env("KIMP_UPBIT_SECRET_KEY", SECRET)
+        .env("KIMP_BINANCE_API_KEY", KEY)
+        .env("KIMP_BINANCE_SECRET_KEY", SECRET)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn kimp run");
+    // Trade: cross the threshold, then converge.
+    std::thread::sleep(Duration::from_secs(3));
+    sim.with_world(|w| w.mkt.coins[0].premium = 0.036);
+    std::thread::sleep(Duration::from_secs(3));
+    sim.with_world(|w| w.mkt.coins[0].premium = 0.015);
+    std::thread::sleep(Duration::from_secs(3));
+    // SAFETY: plain kill(2) on the child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().expect("kimp run exits");
+    assert!(
+        out.status.success(),
+        "kimp run failed: {}",
+        String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+    );
+    let mut haystack = out.stdout.clone();
+    haystack.extend_from_slice(&out.stderr);
+    let mut files = 0;
+    for sub in ["journal", "ilp"] {
+        for f in std::fs::read_dir(dir.join(sub)).unwrap() {
+            haystack.extend(std::fs::read(f.unwrap().path()).unwrap());
+            files += 1;
+        }
+    }
+    assert!(files >= 2, "journal and store files written");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("TRACE") || log.contains("trace"), "logging was not at trace level");
+    assert!(sim.stats().rest_requests > 5, "the keys were used");
+    let journal_orders =
+        haystack.windows(b"orders,event=sent".len()).any(|w| w == b"orders,event=sent");
+    let tail: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("INFO") || l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    assert!(
+        journal_orders,
+        "no order was placed: the test would prove nothing; log:\n{}",
+        tail.join("\n")
+    );
+    for canary in [KEY, SECRET, "CANARY"] {
+        assert!(
+            !haystack.windows(canary.len()).any(|w| w == canary.as_bytes()),
+            "{canary} leaked into the output or files"
+        );
+    }
+    sim.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}

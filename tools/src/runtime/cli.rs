@@ -24,8 +24,11 @@ pub struct RunArgs {
 
 /// Sets up tracing (stderr; `RUST_LOG` filters, default `info`).
 pub fn init_logs(json: bool) {
+    // tungstenite logs whole handshake requests at TRACE (a listen key is in the URL):
+    // never below INFO, whatever RUST_LOG asks for.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        .add_directive("tungstenite=info".parse().expect("static directive"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)

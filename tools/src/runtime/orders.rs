@@ -301,9 +301,8 @@ impl OrderPath {
         }
     }
 
-    /// Requests balances (and Binance positions).
-    pub fn accounts(&mut self, now: Nanos, wall_ms: u64) -> bool {
-        let d = Nanos::from_ms(10_000);
+    /// Requests Upbit balances (`GET /v1/accounts`).
+    pub fn upbit_accounts(&mut self, now: Nanos) -> bool {
         let p = Pending {
             kind: ReqKind::UpbitAccounts,
             venue: Venue::Upbit,
@@ -311,15 +310,19 @@ impl OrderPath {
             inst: InstrumentId(0),
         };
         let b = self.upbit_enc.accounts();
-        let a = send_bytes(&mut self.upbit, &mut self.pending, now, p, d, b).is_ok();
+        send_bytes(&mut self.upbit, &mut self.pending, now, p, Nanos::from_ms(10_000), b).is_ok()
+    }
+
+    /// Requests the Binance account (USDT balance and positions).
+    pub fn binance_account(&mut self, now: Nanos, wall_ms: u64) -> bool {
         let p = Pending {
             kind: ReqKind::BinanceAccount,
             venue: Venue::Binance,
             cl_id: None,
             inst: InstrumentId(0),
         };
-        let b = self.binance_enc.account(self.venue_ms(Venue::Binance, wall_ms));
-        a && send_bytes(&mut self.binance, &mut self.pending, now, p, d, b).is_ok()
+        let b = self.binance_enc.account(wall_ms.saturating_add_signed(self.binance_offset_ms));
+        send_bytes(&mut self.binance, &mut self.pending, now, p, Nanos::from_ms(10_000), b).is_ok()
     }
 
     /// Creates (`POST`) or extends (`PUT`) the Binance user-data listen key.

@@ -128,8 +128,10 @@ pub struct Core {
     pub tx: Sender<Out>,
     /// Markets (venue and symbol lookup).
     pub markets: Markets,
-    /// Balance reports received (Upbit accounts, Binance account).
+    /// Balance reports received: bit 0 Upbit accounts, bit 1 Binance account.
     pub balances_seen: u8,
+    /// Balance requests in flight, same bits (cleared when one fails, so it is retried).
+    balances_asked: u8,
     /// Books that need a snapshot (from `Action::Resync`), handled after the poll.
     resync: Vec<InstrumentId>,
     /// Set when the journal refused a record: entries stop, and nothing is sent whose
@@ -164,6 +166,7 @@ impl Core {
             tx,
             markets,
             balances_seen: 0,
+            balances_asked: 0,
             resync: Vec::with_capacity(64),
             journal_failed: false,
             telemetry_drops: 0,
@@ -295,6 +298,7 @@ pub struct TradingLoop {
     next_report: Nanos,
     next_listen_keepalive: Nanos,
     next_planned_reconnect: Nanos,
+    next_reconcile_log: Nanos,
     phase: Phase,
     /// Answered orders still open: (due, id, instrument, venue, tries).
     followups: Vec<(Nanos, kimp_core::order::ClientId, InstrumentId, Venue, u8)>,
@@ -389,6 +393,7 @@ impl TradingLoop {
             next_report: Nanos(0),
             next_listen_keepalive: Nanos(0),
             next_planned_reconnect: Nanos(0),
+            next_reconcile_log: Nanos::from_ms(2_000),
             phase: Phase::Reconciling { since: Nanos(0), queried: false },
             followups: Vec::with_capacity(256),
         })
@@ -581,25 +586,45 @@ impl TradingLoop {
         if !queried {
             self.core.engine.start_reconcile(now, &mut self.core.out);
             execute(&mut self.core, &mut self.orders, &self.clock, now);
-            let sent = self.orders.accounts(now, self.clock.wall_ms(now));
-            self.phase = Phase::Reconciling { since, queried: sent };
+        }
+        // Each venue's balances once, again only if the request failed.
+        let missing = !self.core.balances_seen & !self.core.balances_asked & 0b11;
+        if missing & 1 != 0 && self.orders.upbit_accounts(now) {
+            self.core.balances_asked |= 1;
+        }
+        if missing & 2 != 0 && self.orders.binance_account(now, self.clock.wall_ms(now)) {
+            self.core.balances_asked |= 2;
+        }
+        let books_ok = self.feeds.perps.iter().all(|i| {
+            self.core
+                .engine
+                .book(*i)
+                .is_some_and(|b| b.state() == kimp_core::book::BookState::Synced)
+        });
+        let waited = now.since(since) > Nanos::from_ms(10_000);
+        let known = self.core.engine.outcomes_known();
+        if self.core.balances_seen == 0b11 && known && (books_ok || waited) {
+            let done = Event::Control(Control::ReconcileDone);
+            feed(&mut self.core, &mut self.orders, &self.clock, now, &done);
+            self.phase = Phase::Running;
+            tracing::info!(
+                elapsed_ms = now.since(since).as_ms(),
+                books_synced = books_ok,
+                state = ?self.core.engine.trading_state(),
+                "reconciled"
+            );
             return;
         }
-        let books_ok = self.feeds.perps.iter().all(|i| !self.feeds.sync[i.0 as usize].buffering);
-        let waited = now.since(since) > Nanos::from_ms(10_000);
-        if self.core.balances_seen >= 2 && self.core.engine.outcomes_known() && (books_ok || waited)
-        {
-            feed(
-                &mut self.core,
-                &mut self.orders,
-                &self.clock,
-                now,
-                &Event::Control(Control::ReconcileDone),
+        if now >= self.next_reconcile_log {
+            self.next_reconcile_log = now.plus(Nanos::from_ms(2_000));
+            tracing::info!(
+                balances = self.core.balances_seen,
+                outcomes_known = known,
+                books_synced = books_ok,
+                "reconciling"
             );
-            self.phase = Phase::Running;
-        } else {
-            self.phase = Phase::Reconciling { since, queried };
         }
+        self.phase = Phase::Reconciling { since, queried: true };
     }
 }
 
@@ -733,23 +758,28 @@ fn handle_bodies(
                 s.frames.clear();
                 s.arena.clear();
             }
-            ReqKind::UpbitAccounts if ok => {
-                if let Ok(evs) = kimp_gateways::upbit::rest::accounts(orders.body(&b)) {
-                    for e in &evs {
-                        feed(core, orders, clock, now, e);
+            ReqKind::UpbitAccounts | ReqKind::BinanceAccount => {
+                let (bit, evs) = if b.kind == ReqKind::UpbitAccounts {
+                    (
+                        1,
+                        kimp_gateways::upbit::rest::accounts(orders.body(&b))
+                            .map_err(|e| anyhow::anyhow!("{e}")),
+                    )
+                } else {
+                    (2, super::startup::binance_account(orders.body(&b), &core.markets))
+                };
+                match evs {
+                    Ok(evs) if ok => {
+                        for e in &evs {
+                            feed(core, orders, clock, now, e);
+                        }
+                        core.balances_seen |= bit;
                     }
-                    core.balances_seen += 1;
-                }
-            }
-            ReqKind::BinanceAccount if ok => {
-                // The engine's markets are needed to map symbols; the core keeps them.
-                let evs = super::startup::binance_account(orders.body(&b), &core.markets);
-                if let Ok(evs) = evs {
-                    for e in &evs {
-                        feed(core, orders, clock, now, e);
+                    _ => {
+                        tracing::warn!(venue = ?b.venue, status = b.status, "balance request failed; retrying")
                     }
-                    core.balances_seen += 1;
                 }
+                core.balances_asked &= !bit;
             }
             ReqKind::ListenKey if ok => {
                 if let Ok(key) = kimp_gateways::binance::rest::listen_key(orders.body(&b))
