@@ -643,17 +643,17 @@ impl BookSide {
                 (lad.best, lim.min(lad.lo.saturating_add(lad.width() - 1)))
             }
         };
-        // Quantities are positive, so a wide sum clamped once equals the saturating sum.
-        let mut q = 0i128;
+        // Quantities are positive, so a sum clamped once equals the saturating sum.
+        let mut q = 0i64;
         let mut t = from;
         // Two contiguous runs at most (the ring wraps once).
         while t <= to {
             let i = (t as usize) & lad.mask;
             let run = ((lad.slots.len() - i) as i64).min(to - t + 1) as usize;
-            q += lad.slots[i..i + run].iter().map(|s| s.qty.0 as i128).sum::<i128>();
+            q = q.saturating_add(sum_qty(&lad.slots[i..i + run]));
             t += run as i64;
         }
-        Qty(q.min(i64::MAX as i128) as i64)
+        Qty(q)
     }
 }
 
@@ -661,6 +661,22 @@ impl<'a> From<IterInner<'a>> for Iter<'a> {
     fn from(inner: IterInner<'a>) -> Self {
         Self { inner }
     }
+}
+
+/// Sum of the (non-negative) quantities of `slots`, saturating. The plain sum cannot
+/// overflow when every value is ≤ `i64::MAX / len` (the OR of the values bounds their
+/// maximum), which lets it vectorise; otherwise a wide sum is clamped.
+fn sum_qty(slots: &[Level]) -> i64 {
+    let (mut sum, mut any) = (0i64, 0i64);
+    for s in slots {
+        sum = sum.wrapping_add(s.qty.0);
+        any |= s.qty.0;
+    }
+    if any >= 0 && any <= i64::MAX / (slots.len().max(1) as i64) {
+        return sum;
+    }
+    let wide: i128 = slots.iter().map(|s| s.qty.0.max(0) as i128).sum();
+    wide.min(i64::MAX as i128) as i64
 }
 
 /// Smallest tick whose price is ≥ `px` (limit not on the grid; bids count levels ≥ it).
