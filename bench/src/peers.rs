@@ -19,76 +19,73 @@ use serde_json::{Value, json};
 use crate::data::Binance;
 use crate::depth::Parsed;
 use crate::stats::r1;
-use crate::throughput::{binance_book, passes};
+use crate::throughput::binance_book;
 
 fn line(name: &str, ns: f64) {
     println!("  {name:<52} {ns:>9.1} ns/msg {:>11.0} msg/s", 1e9 / ns);
 }
 
-/// hftbacktest 0.9.4 depth structures, apply only, against the ladder on the same diffs.
+/// hftbacktest 0.9.4 depth structures, apply only, against the ladder on the same diffs,
+/// interleaved pass by pass.
 #[cfg(feature = "peers")]
 pub fn hftbacktest(parsed: &Parsed, reps: usize) -> Value {
-    use crate::throughput::apply_only;
+    use crate::throughput::{Contender, apply_only, interleaved};
     use hftbacktest::depth::{
         BTreeMarketDepth, HashMapMarketDepth, L2MarketDepth, MarketDepth, ROIVectorMarketDepth,
     };
 
-    fn run<D: L2MarketDepth + MarketDepth>(
-        parsed: &Parsed,
-        reps: usize,
-        make: impl Fn() -> D,
-    ) -> (f64, u64) {
-        let mut depth = make();
-        let cell = std::cell::RefCell::new(&mut depth);
-        passes(
-            parsed.diffs.len(),
-            reps,
-            || {
-                let mut d = cell.borrow_mut();
-                **d = make();
+    fn peer<'a, D: L2MarketDepth + MarketDepth + 'a>(
+        parsed: &'a Parsed,
+        make: impl Fn() -> D + 'a,
+    ) -> Box<dyn FnMut(bool) -> u64 + 'a> {
+        let mut d = make();
+        Box::new(move |setup| {
+            if setup {
+                d = make();
                 for l in &parsed.snap_bids {
                     d.update_bid_depth(l.px.to_f64(), l.qty.to_f64(), 0);
                 }
                 for l in &parsed.snap_asks {
                     d.update_ask_depth(l.px.to_f64(), l.qty.to_f64(), 0);
                 }
-            },
-            || {
-                let mut d = cell.borrow_mut();
-                let mut k = 0u64;
-                for df in &parsed.diffs {
-                    for &(p, q) in &parsed.levels_f64[df.b.0 as usize..df.b.1 as usize] {
-                        d.update_bid_depth(p, q, 0);
-                    }
-                    for &(p, q) in &parsed.levels_f64[df.a.0 as usize..df.a.1 as usize] {
-                        d.update_ask_depth(p, q, 0);
-                    }
-                    k = k
-                        .wrapping_add(d.best_bid_tick() as u64)
-                        .wrapping_add(d.best_ask_tick() as u64);
+                return 0;
+            }
+            let mut k = 0u64;
+            for df in &parsed.diffs {
+                for &(p, q) in &parsed.levels_f64[df.b.0 as usize..df.b.1 as usize] {
+                    d.update_bid_depth(p, q, 0);
                 }
-                k
-            },
-        )
+                for &(p, q) in &parsed.levels_f64[df.a.0 as usize..df.a.1 as usize] {
+                    d.update_ask_depth(p, q, 0);
+                }
+                k = k.wrapping_add(d.best_bid_tick() as u64).wrapping_add(d.best_ask_tick() as u64);
+            }
+            k
+        })
     }
     let (tick, lot) = (0.1, 0.001);
-    // The range of interest spans every top of book in the file with ±1,000 USDT to
-    // spare, like the ladder's ±819 USDT window.
-    let (lo, hi) = parsed
-        .diffs
-        .iter()
-        .flat_map(|d| parsed.levels_f64[d.b.0 as usize..d.a.1 as usize].iter().map(|l| l.0))
-        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p), b.max(p)));
+    // The range of interest: ±3,000 USDT around the snapshot's top (every top of book in
+    // the file is inside; the ladder keeps ±819 USDT around the moving top).
     let top = parsed.snap_bids.first().map_or(60_000.0, |l| l.px.to_f64());
-    let roi = ((top - 3_000.0).max(lo), (top + 3_000.0).min(hi));
-    let (kimp_ns, _) = apply_only(parsed, reps, true);
-    line("kimp ladder, apply only", kimp_ns);
-    let (roi_ns, _) = run(parsed, reps, || ROIVectorMarketDepth::new(tick, lot, roi.0, roi.1));
-    line(&format!("hftbacktest ROIVectorMarketDepth [{:.0}, {:.0}]", roi.0, roi.1), roi_ns);
-    let (hm_ns, _) = run(parsed, reps, || HashMapMarketDepth::new(tick, lot));
-    line("hftbacktest HashMapMarketDepth", hm_ns);
-    let (bt_ns, _) = run(parsed, reps, || BTreeMarketDepth::new(tick, lot));
-    line("hftbacktest BTreeMarketDepth", bt_ns);
+    let roi = (top - 3_000.0, top + 3_000.0);
+    let mut cs: Vec<Contender<'_>> = vec![
+        ("kimp ladder (Book::with_tick)", apply_only(parsed, true)),
+        (
+            "hftbacktest ROIVectorMarketDepth",
+            peer(parsed, move || ROIVectorMarketDepth::new(tick, lot, roi.0, roi.1)),
+        ),
+        (
+            "hftbacktest HashMapMarketDepth",
+            peer(parsed, move || HashMapMarketDepth::new(tick, lot)),
+        ),
+        ("hftbacktest BTreeMarketDepth", peer(parsed, move || BTreeMarketDepth::new(tick, lot))),
+    ];
+    let res = interleaved(parsed.diffs.len(), reps, &mut cs);
+    for ((name, _), (ns, _)) in cs.iter().zip(&res) {
+        line(&format!("{name}, apply only"), *ns);
+    }
+    let kimp_ns = res[0].0;
+    let (roi_ns, hm_ns, bt_ns) = (res[1].0, res[2].0, res[3].0);
     let fastest = roi_ns.min(hm_ns).min(bt_ns);
     let ratio = fastest / kimp_ns;
     println!("  kimp / fastest hftbacktest (throughput ratio): {ratio:.2}x");
@@ -156,123 +153,99 @@ impl TreeBook {
     }
 }
 
-/// serde_json and simd-json (+ a BTreeMap book) against the scanner (+ the ladder).
+/// serde_json and simd-json (+ a BTreeMap book) against the scanner (+ the ladder),
+/// interleaved pass by pass.
 pub fn json(bin: &Binance, reps: usize) -> Value {
+    use crate::throughput::{Contender, interleaved};
     let n = bin.frames.len();
-    let (sj, _) = passes(
-        n,
-        reps,
-        || {},
-        || {
-            let mut k = 0u64;
-            for f in &bin.frames {
-                if let Ok(e) = serde_json::from_slice::<Envelope<'_>>(f) {
-                    k += e.data.b.len() as u64;
-                }
-            }
-            k
-        },
-    );
-    line("serde_json, borrowed struct, parse only", sj);
-    let mut tb = TreeBook::default();
-    let tbc = std::cell::RefCell::new(&mut tb);
-    let (sjb, _) = passes(
-        n,
-        reps,
-        || **tbc.borrow_mut() = TreeBook::default(),
-        || {
-            let mut k = 0u64;
-            let mut t = tbc.borrow_mut();
-            for f in &bin.frames {
-                if let Ok(e) = serde_json::from_slice::<Envelope<'_>>(f) {
-                    k = k.wrapping_add(t.apply(&e.data));
-                }
-            }
-            k
-        },
-    );
-    line("serde_json + BTreeMap book (f64), parse + apply", sjb);
-    let mut buffers = simd_json::Buffers::default();
-    let mut scratch: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let (sd, _) = passes(
-        n,
-        reps,
-        || {},
-        || {
-            let mut k = 0u64;
-            for f in &bin.frames {
-                scratch.clear();
-                scratch.extend_from_slice(f);
-                if let Ok(e) = simd_json::serde::from_slice_with_buffers::<Envelope<'_>>(
-                    &mut scratch,
-                    &mut buffers,
-                ) {
-                    k += e.data.b.len() as u64;
-                }
-            }
-            k
-        },
-    );
-    line("simd-json (reused buffers), borrowed struct, parse only", sd);
-    let mut tb2 = TreeBook::default();
-    let tbc2 = std::cell::RefCell::new(&mut tb2);
-    let (sdb, _) = passes(
-        n,
-        reps,
-        || **tbc2.borrow_mut() = TreeBook::default(),
-        || {
-            let mut k = 0u64;
-            let mut t = tbc2.borrow_mut();
-            for f in &bin.frames {
-                scratch.clear();
-                scratch.extend_from_slice(f);
-                if let Ok(e) = simd_json::serde::from_slice_with_buffers::<Envelope<'_>>(
-                    &mut scratch,
-                    &mut buffers,
-                ) {
-                    k = k.wrapping_add(t.apply(&e.data));
-                }
-            }
-            k
-        },
-    );
-    line("simd-json + BTreeMap book (f64), parse + apply", sdb);
     let m = testkit::btc_markets();
     let table = SymbolTable::for_venue(Venue::Binance, &m.instruments);
-    let mut p = BinanceMarketParser::new(table.clone());
-    let (sc, _) = passes(
-        n,
-        reps,
-        || {},
-        || bin.frames.iter().filter(|f| p.parse(f).is_ok_and(|r| r.is_event())).count() as u64,
-    );
-    line("kimp scanner, parse only", sc);
-    let mut book = binance_book(true);
-    let mut sp = BinanceMarketParser::new(table);
-    let cell = std::cell::RefCell::new(&mut book);
-    let (scb, _) = passes(
-        n,
-        reps,
-        || {
-            if let Ok(MarketMsg::Event(Event::Book(s))) = sp.parse_snapshot(BTCUSDT, &bin.snapshot)
-            {
-                cell.borrow_mut().apply_snapshot(&s, Nanos(0));
+    let serde = |apply: bool| -> Box<dyn FnMut(bool) -> u64 + '_> {
+        let mut t = TreeBook::default();
+        Box::new(move |setup| {
+            if setup {
+                t = TreeBook::default();
+                return 0;
             }
-        },
-        || {
-            let mut b = cell.borrow_mut();
             let mut k = 0u64;
             for f in &bin.frames {
-                if let Ok(MarketMsg::Event(Event::Depth(d))) = p.parse(f)
-                    && b.apply_diff(&d, Nanos(1)) == DiffOutcome::Applied
+                if let Ok(e) = serde_json::from_slice::<Envelope<'_>>(f) {
+                    k = k.wrapping_add(if apply {
+                        t.apply(&e.data)
+                    } else {
+                        e.data.b.len() as u64
+                    });
+                }
+            }
+            k
+        })
+    };
+    let simd = |apply: bool| -> Box<dyn FnMut(bool) -> u64 + '_> {
+        let mut t = TreeBook::default();
+        let mut buffers = simd_json::Buffers::default();
+        let mut scratch: Vec<u8> = Vec::with_capacity(64 * 1024);
+        Box::new(move |setup| {
+            if setup {
+                t = TreeBook::default();
+                return 0;
+            }
+            let mut k = 0u64;
+            for f in &bin.frames {
+                scratch.clear();
+                scratch.extend_from_slice(f);
+                if let Ok(e) = simd_json::serde::from_slice_with_buffers::<Envelope<'_>>(
+                    &mut scratch,
+                    &mut buffers,
+                ) {
+                    k = k.wrapping_add(if apply {
+                        t.apply(&e.data)
+                    } else {
+                        e.data.b.len() as u64
+                    });
+                }
+            }
+            k
+        })
+    };
+    let scanner = |apply: bool| -> Box<dyn FnMut(bool) -> u64 + '_> {
+        let mut book = binance_book(true);
+        let mut sp = BinanceMarketParser::new(table.clone());
+        let mut p = BinanceMarketParser::new(table.clone());
+        Box::new(move |setup| {
+            if setup {
+                if let Ok(MarketMsg::Event(Event::Book(s))) =
+                    sp.parse_snapshot(BTCUSDT, &bin.snapshot)
                 {
-                    k += 1;
+                    book.apply_snapshot(&s, Nanos(0));
+                }
+                return 0;
+            }
+            let mut k = 0u64;
+            for f in &bin.frames {
+                if let Ok(MarketMsg::Event(Event::Depth(d))) = p.parse(f) {
+                    k += if !apply {
+                        1
+                    } else {
+                        (book.apply_diff(&d, Nanos(1)) == DiffOutcome::Applied) as u64
+                    };
                 }
             }
             black_box(k)
-        },
-    );
-    line("kimp scanner + ladder book, parse + apply", scb);
+        })
+    };
+    let mut cs: Vec<Contender<'_>> = vec![
+        ("serde_json, borrowed struct, parse only", serde(false)),
+        ("serde_json + BTreeMap book (f64), parse + apply", serde(true)),
+        ("simd-json (reused buffers), parse only", simd(false)),
+        ("simd-json + BTreeMap book (f64), parse + apply", simd(true)),
+        ("kimp scanner, parse only", scanner(false)),
+        ("kimp scanner + ladder book, parse + apply", scanner(true)),
+    ];
+    let res = interleaved(n, reps, &mut cs);
+    for ((name, _), (ns, _)) in cs.iter().zip(&res) {
+        line(name, *ns);
+    }
+    let [sj, sjb, sd, sdb, sc, scb] = [res[0].0, res[1].0, res[2].0, res[3].0, res[4].0, res[5].0];
     println!(
         "  ratios: scanner+ladder vs serde_json+BTreeMap {:.2}x, vs simd-json+BTreeMap {:.2}x; simd-json vs serde_json parse {:.2}x",
         sjb / scb,

@@ -46,6 +46,29 @@ pub fn passes(
     (median(&mut v), check)
 }
 
+/// A contender of an interleaved comparison: called with `true` to set up (untimed),
+/// with `false` to run one timed pass; returns a checksum.
+pub type Contender<'a> = (&'static str, Box<dyn FnMut(bool) -> u64 + 'a>);
+
+/// Runs the contenders round-robin (one warm-up round, then `reps` timed rounds) so that
+/// load from other processes on a shared machine hits all of them alike; returns each
+/// one's median ns per item and last checksum.
+pub fn interleaved(items: usize, reps: usize, cs: &mut [Contender<'_>]) -> Vec<(f64, u64)> {
+    let mut samples = vec![Vec::new(); cs.len()];
+    let mut checks = vec![0u64; cs.len()];
+    for round in 0..=reps.max(1) {
+        for (i, (_, f)) in cs.iter_mut().enumerate() {
+            f(true);
+            let t = Instant::now();
+            checks[i] = black_box(f(false));
+            if round > 0 {
+                samples[i].push(t.elapsed().as_nanos() as f64 / items.max(1) as f64);
+            }
+        }
+    }
+    samples.iter_mut().zip(checks).map(|(s, c)| (median(s), c)).collect()
+}
+
 fn line(name: &str, ns: f64, check: u64) {
     println!("  {name:<52} {ns:>9.1} ns/msg {:>11.0} msg/s  (check {check})", 1e9 / ns);
 }
@@ -105,39 +128,43 @@ pub fn binance(bin: &Binance, parsed: &Parsed, reps: usize) -> Value {
     );
     line("parse only (scanner)", parse_ns, c);
     let mut out = json!({ "frames": n, "parse_only": fig(parse_ns) });
-    for (ladder, name) in [(false, "before_sorted_array"), (true, "after_ladder")] {
+    let parse_apply = |ladder: bool| -> Box<dyn FnMut(bool) -> u64 + '_> {
         let mut book = binance_book(ladder);
         let mut sp = BinanceMarketParser::new(table.clone());
         let mut p = BinanceMarketParser::new(table.clone());
-        let setup_book = std::cell::RefCell::new(&mut book);
-        let (ns, c) = passes(
-            n,
-            reps,
-            || {
+        Box::new(move |setup| {
+            if setup {
                 if let Ok(MarketMsg::Event(Event::Book(s))) =
                     sp.parse_snapshot(BTCUSDT, &bin.snapshot)
                 {
-                    setup_book.borrow_mut().apply_snapshot(&s, Nanos(0));
+                    book.apply_snapshot(&s, Nanos(0));
                 }
-            },
-            || {
-                let mut b = setup_book.borrow_mut();
-                let mut applied = 0u64;
-                for f in &bin.frames {
-                    if let Ok(MarketMsg::Event(Event::Depth(d))) = p.parse(f)
-                        && b.apply_diff(&d, Nanos(1)) == DiffOutcome::Applied
-                    {
-                        applied += 1;
-                    }
+                return 0;
+            }
+            let mut applied = 0u64;
+            for f in &bin.frames {
+                if let Ok(MarketMsg::Event(Event::Depth(d))) = p.parse(f)
+                    && book.apply_diff(&d, Nanos(1)) == DiffOutcome::Applied
+                {
+                    applied += 1;
                 }
-                applied
-            },
-        );
+            }
+            applied
+        })
+    };
+    let mut cs: Vec<Contender<'_>> =
+        vec![("before_sorted_array", parse_apply(false)), ("after_ladder", parse_apply(true))];
+    let res = interleaved(n, reps, &mut cs);
+    for ((name, _), (ns, c)) in cs.iter().zip(res) {
         line(&format!("parse + apply, {name}"), ns, c);
         out[format!("parse_apply_{name}")] = fig(ns);
     }
-    for (ladder, name) in [(false, "before_sorted_array"), (true, "after_ladder")] {
-        let (ns, c) = apply_only(parsed, reps, ladder);
+    let mut cs: Vec<Contender<'_>> = vec![
+        ("before_sorted_array", apply_only(parsed, false)),
+        ("after_ladder", apply_only(parsed, true)),
+    ];
+    let res = interleaved(parsed.diffs.len(), reps, &mut cs);
+    for ((name, _), (ns, c)) in cs.iter().zip(res) {
         line(&format!("apply only (pre-parsed), {name}"), ns, c);
         out[format!("apply_only_{name}")] = fig(ns);
     }
@@ -164,27 +191,24 @@ pub fn binance(bin: &Binance, parsed: &Parsed, reps: usize) -> Value {
     out
 }
 
-/// Apply only: the pre-parsed diffs into a fresh book per pass; the best prices are read
-/// after each diff (as the engine does).
-pub fn apply_only(parsed: &Parsed, reps: usize, ladder: bool) -> (f64, u64) {
-    let mut book = binance_book(ladder);
-    let cell = std::cell::RefCell::new(&mut book);
-    passes(
-        parsed.diffs.len(),
-        reps,
-        || snapshot(&mut cell.borrow_mut(), parsed),
-        || {
-            let mut b = cell.borrow_mut();
-            let mut k = 0u64;
-            for d in &parsed.diffs {
-                if b.apply_diff(&parsed.diff(d), Nanos(1)) == DiffOutcome::Applied {
-                    k = k.wrapping_add(b.best_bid().map_or(0, |l| l.px.0 as u64));
-                    k = k.wrapping_add(b.best_ask().map_or(0, |l| l.px.0 as u64));
-                }
+/// Apply only: the pre-parsed diffs into a book reset from the snapshot before each pass;
+/// the best prices are read after each diff (as the engine does).
+pub fn apply_only(parsed: &Parsed, ladder: bool) -> Box<dyn FnMut(bool) -> u64 + '_> {
+    let mut b = binance_book(ladder);
+    Box::new(move |setup| {
+        if setup {
+            snapshot(&mut b, parsed);
+            return 0;
+        }
+        let mut k = 0u64;
+        for d in &parsed.diffs {
+            if b.apply_diff(&parsed.diff(d), Nanos(1)) == DiffOutcome::Applied {
+                k = k.wrapping_add(b.best_bid().map_or(0, |l| l.px.0 as u64));
+                k = k.wrapping_add(b.best_ask().map_or(0, |l| l.px.0 as u64));
             }
-            k
-        },
-    )
+        }
+        k
+    })
 }
 
 /// Upbit books: parse + apply (replace) for the real SIMPLE recording and the DEFAULT

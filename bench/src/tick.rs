@@ -196,10 +196,12 @@ impl Rig {
         Ok(r)
     }
 
-    /// Encodes and signs every order in the outbox; returns how many.
+    /// Encodes and signs every order in the outbox; returns how many, and when the first
+    /// one's bytes were ready.
     #[inline]
-    fn encode(&mut self) -> u32 {
+    fn encode(&mut self) -> (u32, Option<Instant>) {
         let mut n = 0;
+        let mut first = None;
         let ts_ms = 1_723_161_600_000 + self.now.0 / 1_000_000;
         for a in self.out.as_slice() {
             if let Action::Place(req) = a {
@@ -214,12 +216,15 @@ impl Rig {
                 if self.pending.len() < self.pending.capacity() {
                     self.pending.push(*req);
                 }
+                if n == 0 {
+                    first = Some(Instant::now());
+                }
                 n += 1;
             }
         }
         self.out.clear();
         self.orders += n as u64;
-        n
+        (n, first)
     }
 
     /// The venue answers every pending order at once: ack, full fill at the limit, done.
@@ -254,6 +259,7 @@ struct Hists {
     encode: Histogram<u64>,
     frame: Histogram<u64>,
     t2o: Histogram<u64>,
+    first: Histogram<u64>,
     depth: Histogram<u64>,
     upbit: Histogram<u64>,
 }
@@ -268,6 +274,7 @@ pub fn run(stream: &Stream, warmup: u64, n: u64) -> Result<Value> {
         encode: hist(),
         frame: hist(),
         t2o: hist(),
+        first: hist(),
         depth: hist(),
         upbit: hist(),
     };
@@ -299,6 +306,7 @@ pub fn run(stream: &Stream, warmup: u64, n: u64) -> Result<Value> {
         ("  binance depth frames", &h.depth),
         ("  upbit books", &h.upbit),
         ("tick-to-order (msgs with orders)", &h.t2o),
+        ("  tick to first signed request", &h.first),
     ] {
         println!("  {}", pct_line(name, x));
     }
@@ -322,6 +330,7 @@ pub fn run(stream: &Stream, warmup: u64, n: u64) -> Result<Value> {
         "binance_depth_frame": pct(&h.depth),
         "upbit_book_frame": pct(&h.upbit),
         "tick_to_order": pct(&h.t2o),
+        "tick_to_first_order": pct(&h.first),
         "intents": after.intents - before.intents,
         "orders_signed": rig.orders - orders_before,
         "pairs_closed": after.pairs_closed - before.pairs_closed,
@@ -351,7 +360,7 @@ fn step(rig: &mut Rig, s: &Stream, idx: usize, h: Option<&mut Hists>) {
     let t1 = Instant::now();
     rig.engine.on_event(rig.now, &ev, &mut rig.out);
     let t2 = Instant::now();
-    let orders = rig.encode();
+    let (orders, first) = rig.encode();
     let t3 = Instant::now();
     if let Some(h) = h {
         let ns = |a: Instant, b: Instant| (b - a).as_nanos() as u64;
@@ -371,6 +380,9 @@ fn step(rig: &mut Rig, s: &Stream, idx: usize, h: Option<&mut Hists>) {
         if orders > 0 {
             let _ = h.encode.record(ns(t2, t3).max(1));
             let _ = h.t2o.record(total);
+            if let Some(f) = first {
+                let _ = h.first.record(ns(t0, f).max(1));
+            }
         }
     }
     rig.answer();
