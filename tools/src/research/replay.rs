@@ -24,6 +24,7 @@ use kimp_gateways::symbols::SymbolTable;
 use kimp_gateways::upbit::market::UpbitMarketParser;
 
 use super::candles::read_text;
+use super::tick_mode::unescape_py;
 
 /// What to print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -90,31 +91,6 @@ fn lines(text: &str) -> impl Iterator<Item = Option<(u64, Vec<u8>)>> + '_ {
         let body = rest.trim();
         body.starts_with('{').then(|| (ts, body.as_bytes().to_vec()))
     })
-}
-
-fn unescape_py(s: &[u8], out: &mut Vec<u8>) {
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b'\\' && i + 1 < s.len() {
-            match s[i + 1] {
-                b'x' if i + 3 < s.len() => {
-                    let h = std::str::from_utf8(&s[i + 2..i + 4])
-                        .ok()
-                        .and_then(|h| u8::from_str_radix(h, 16).ok());
-                    out.push(h.unwrap_or(b'?'));
-                    i += 4;
-                    continue;
-                }
-                b'n' => out.push(b'\n'),
-                b't' => out.push(b'\t'),
-                c => out.push(c),
-            }
-            i += 2;
-        } else {
-            out.push(s[i]);
-            i += 1;
-        }
-    }
 }
 
 /// The symbol a file's bare REST snapshots are for: the file name's first part (`btcusdt_…`).

@@ -68,7 +68,7 @@ fn symbol_index(symbols: &mut Vec<String>, s: &str) -> u16 {
 }
 
 /// Undoes a Python bytes literal's escapes (`\\`, `\'`, `\xNN`, `\n`, `\t`).
-fn unescape_py(s: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn unescape_py(s: &[u8], out: &mut Vec<u8>) {
     let mut i = 0;
     while i < s.len() {
         if s[i] == b'\\' && i + 1 < s.len() {

@@ -238,24 +238,8 @@ impl OrderPath {
         cl_id: ClientId,
         inst: InstrumentId,
     ) {
-        if self.blocked(venue, now) {
-            return;
-        }
-        let wall_ms = self.venue_ms(venue, wall_ms);
-        let p = Pending { kind: ReqKind::Query, venue, cl_id: Some(cl_id), inst };
-        let sent = match venue {
-            Venue::Upbit => {
-                let b = self.upbit_enc.query(cl_id);
-                send_bytes(&mut self.upbit, &mut self.pending, now, p, self.deadline, b)
-            }
-            _ => match self.binance_enc.query(inst, cl_id, wall_ms) {
-                Ok(b) => send_bytes(&mut self.binance, &mut self.pending, now, p, self.deadline, b),
-                Err(_) => Err(SendError::NoIdle),
-            },
-        };
-        match sent {
-            Ok(()) => self.stats.queries += 1,
-            Err(_) => self.stats.not_sent += 1,
+        if self.by_id(ReqKind::Query, now, wall_ms, venue, cl_id, inst) {
+            self.stats.queries += 1;
         }
     }
 
@@ -268,25 +252,51 @@ impl OrderPath {
         cl_id: ClientId,
         inst: InstrumentId,
     ) {
+        if self.by_id(ReqKind::Cancel, now, wall_ms, venue, cl_id, inst) {
+            self.stats.cancels += 1;
+        }
+    }
+
+    /// Sends a query or a cancel by client id; false (and counted) when it did not go out.
+    fn by_id(
+        &mut self,
+        kind: ReqKind,
+        now: Nanos,
+        wall_ms: u64,
+        venue: Venue,
+        cl_id: ClientId,
+        inst: InstrumentId,
+    ) -> bool {
         if self.blocked(venue, now) {
-            return;
+            return false;
         }
         let wall_ms = self.venue_ms(venue, wall_ms);
-        let p = Pending { kind: ReqKind::Cancel, venue, cl_id: Some(cl_id), inst };
+        let p = Pending { kind, venue, cl_id: Some(cl_id), inst };
+        let cancel = kind == ReqKind::Cancel;
         let sent = match venue {
             Venue::Upbit => {
-                let b = self.upbit_enc.cancel(cl_id);
+                let b =
+                    if cancel { self.upbit_enc.cancel(cl_id) } else { self.upbit_enc.query(cl_id) };
                 send_bytes(&mut self.upbit, &mut self.pending, now, p, self.deadline, b)
             }
-            _ => match self.binance_enc.cancel(inst, cl_id, wall_ms) {
-                Ok(b) => send_bytes(&mut self.binance, &mut self.pending, now, p, self.deadline, b),
-                Err(_) => Err(SendError::NoIdle),
-            },
+            _ => {
+                let b = if cancel {
+                    self.binance_enc.cancel(inst, cl_id, wall_ms)
+                } else {
+                    self.binance_enc.query(inst, cl_id, wall_ms)
+                };
+                match b {
+                    Ok(b) => {
+                        send_bytes(&mut self.binance, &mut self.pending, now, p, self.deadline, b)
+                    }
+                    Err(_) => Err(SendError::NoIdle),
+                }
+            }
         };
-        match sent {
-            Ok(()) => self.stats.cancels += 1,
-            Err(_) => self.stats.not_sent += 1,
+        if sent.is_err() {
+            self.stats.not_sent += 1;
         }
+        sent.is_ok()
     }
 
     /// Requests a Binance depth snapshot for `inst`.
