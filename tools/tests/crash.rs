@@ -112,6 +112,10 @@ fn run_crash(failpoint: &str, seed: u64) {
         std::fs::read_to_string(&log2).unwrap_or_default()
     );
 
+    let log = std::fs::read_to_string(&log2).unwrap_or_default();
+    if let Some(l) = log.lines().find(|l| l.contains("reconciled")) {
+        eprintln!("{failpoint}: run 2 {}", l.split("INFO").last().unwrap_or(l).trim());
+    }
     // No client id reached a venue twice.
     let (u, b) = venue_ids(&sim);
     for ids in [&u, &b] {
