@@ -652,13 +652,15 @@ fn on_ws(
     } = feeds;
     let venue = if t == UPBIT_MD { Venue::Upbit } else { Venue::Binance };
     let polled = match t {
-        UPBIT_MD => {
-            upbit.poll(now, |p| on_market(p, upbit_p.parse(p), None, now, core, orders, clock))
-        }
-        BINANCE_PUBLIC => binance_public
-            .poll(now, |p| on_market(p, binance_p.parse(p), Some(sync), now, core, orders, clock)),
-        BINANCE_MARKET => binance_market
-            .poll(now, |p| on_market(p, binance_p.parse(p), None, now, core, orders, clock)),
+        UPBIT_MD => upbit.poll(now, |p| {
+            on_market(p, clock.now(), upbit_p.parse(p), None, now, core, orders, clock)
+        }),
+        BINANCE_PUBLIC => binance_public.poll(now, |p| {
+            on_market(p, clock.now(), binance_p.parse(p), Some(sync), now, core, orders, clock)
+        }),
+        BINANCE_MARKET => binance_market.poll(now, |p| {
+            on_market(p, clock.now(), binance_p.parse(p), None, now, core, orders, clock)
+        }),
         _ => match binance_user.as_mut() {
             Some(u) => u.poll(now, |p| {
                 if let Ok(UserMsg::Events(evs)) = user_p.parse(p) {
@@ -688,8 +690,11 @@ fn on_ws(
 }
 
 /// One market-data frame: parse, (buffer while syncing), engine, orders; measured.
+/// `t0` is taken before the frame was parsed, so the parse stage is measured.
+#[allow(clippy::too_many_arguments)]
 fn on_market(
     payload: &[u8],
+    t0: Nanos,
     parsed: kimp_gateways::codec::CodecResult<MarketMsg<'_>>,
     sync: Option<&mut Vec<DepthSync>>,
     now: Nanos,
@@ -697,7 +702,6 @@ fn on_market(
     orders: &mut OrderPath,
     clock: &Clock,
 ) {
-    let t0 = clock.now();
     let Ok(MarketMsg::Event(ev)) = parsed else { return };
     if let (Event::Depth(d), Some(sync)) = (&ev, sync)
         && let Some(s) = sync.get_mut(d.inst.0 as usize)
