@@ -197,6 +197,18 @@ impl E2e {
         })
     }
 
+    /// Waits until start-up reconciliation finished (Active, or Halted when a halt from the
+    /// previous run latched), up to `secs`.
+    pub fn wait_reconciled(&self, secs: f64) -> bool {
+        wait_for(secs, || {
+            self.with_log(|l| {
+                l.counters
+                    .trading
+                    .is_some_and(|t| t != kimp_core::action::TradingState::Reconciling)
+            })
+        })
+    }
+
     /// Swings the premium above the entry threshold and below the exit level `n` times,
     /// `period` apart, so pairs open and close under whatever faults are on.
     pub fn cycle_premium(&self, n: usize, period: Duration) {

@@ -36,6 +36,9 @@ pub enum HaltReason {
     OrphanHard,
     /// Operator flatten.
     Flatten,
+    /// The process is shutting down: entries stop for this run only (not latched across
+    /// a restart, unlike every other reason).
+    Shutdown,
 }
 
 /// Trading state of the engine.

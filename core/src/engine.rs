@@ -1174,6 +1174,7 @@ impl Engine {
     fn on_control(&mut self, c: Control, now: Nanos, out: &mut Outbox) {
         match c {
             Control::Stop => self.halt(HaltReason::Operator, out),
+            Control::Shutdown => self.halt(HaltReason::Shutdown, out),
             Control::Resume => {
                 if matches!(self.trading, TradingState::Halted(_)) {
                     self.trading = if self.reconciled {

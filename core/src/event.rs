@@ -279,6 +279,9 @@ pub enum Control {
     ReconcileDone,
     /// Ask for a status snapshot (answered with a telemetry action).
     Status,
+    /// Graceful shutdown: stop entries for the rest of this run (not latched across a
+    /// restart); cancels and hedges still go out.
+    Shutdown,
 }
 
 /// Everything the engine reacts to.

@@ -11,6 +11,7 @@ use kimp_core::engine::Engine;
 use kimp_core::event::{Control, Event, OrderEventKind, Side};
 use kimp_core::pair::PairState;
 use kimp_core::testkit::{BTCUSDT, KRW_BTC, btc_markets};
+use kimp_core::units::Nanos;
 
 /// Replays the journal records of `h` into a fresh engine of the next epoch.
 fn restart(h: &H) -> H {
@@ -137,4 +138,25 @@ fn closed_pairs_restore_realised_pnl_and_nothing_else() {
             .iter()
             .any(|x| matches!(x, Action::Journal(Record::Pair(p)) if p.to == PairState::Closed))
     );
+}
+
+#[test]
+fn restored_orders_resolve_on_the_new_clock() {
+    // The previous run placed its order late in a long life (engine time 1 h); the new
+    // process's clock starts near zero. "Not found" must still become final a few seconds
+    // after the restart, not an hour later.
+    let mut a = H::simple();
+    a.start();
+    a.now = Nanos::from_ms(3_600_000);
+    let acts = a.market(344.0);
+    let b = place_on(&acts, BTCUSDT).unwrap();
+    let u = place_on(&acts, KRW_BTC).unwrap();
+    let mut r = restart(&a);
+    r.now = Nanos::from_ms(1_000);
+    r.out.clear();
+    r.e.start_reconcile(r.now, &mut r.out);
+    r.now = Nanos::from_ms(1_000 + 7_000);
+    r.report(&u, OrderEventKind::NotFound);
+    r.report(&b, OrderEventKind::NotFound);
+    assert!(r.e.outcomes_known(), "unknown orders still pending 7 s after the restart");
 }

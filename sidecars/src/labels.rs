@@ -85,6 +85,7 @@ pub fn halt_reason(r: HaltReason) -> &'static str {
         HaltReason::OrderRate => "order_rate",
         HaltReason::OrphanHard => "orphan_hard",
         HaltReason::Flatten => "flatten",
+        HaltReason::Shutdown => "shutdown",
     }
 }
 

@@ -97,11 +97,15 @@ impl Engine {
                 }
             }
             Record::Trading { state } => {
-                // A halt latches across restarts; anything else restarts in Reconciling.
-                if let TradingState::Halted(_) = state {
-                    self.trading = state;
-                } else if matches!(self.trading, TradingState::Halted(_)) {
-                    self.trading = TradingState::Reconciling;
+                // A halt latches across restarts (except the one a graceful shutdown
+                // makes); anything else restarts in Reconciling.
+                match state {
+                    TradingState::Halted(crate::action::HaltReason::Shutdown) => {}
+                    TradingState::Halted(_) => self.trading = state,
+                    _ if matches!(self.trading, TradingState::Halted(_)) => {
+                        self.trading = TradingState::Reconciling;
+                    }
+                    _ => {}
                 }
             }
         }
@@ -121,6 +125,10 @@ impl Engine {
             if o.order.state != OrderState::Unknown {
                 o.order.state = OrderState::Unknown;
             }
+            // Journal times are the previous process's clock: restart the clock of each
+            // restored order here (conservatively late), or "not found is final after a
+            // while" would wait for as long as the previous process had been running.
+            o.order.sent_at = now;
             o.order.updated_at = now;
             if out.push(Action::Query { cl_id: o.order.req.cl_id, inst: o.order.req.inst }) {
                 n += 1;

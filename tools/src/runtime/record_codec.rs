@@ -226,6 +226,7 @@ fn trading_code(s: TradingState) -> (u8, u8) {
         HaltReason::OrderRate => 1,
         HaltReason::OrphanHard => 2,
         HaltReason::Flatten => 3,
+        HaltReason::Shutdown => 4,
     };
     match s {
         TradingState::Reconciling => (0, 0),
@@ -242,6 +243,7 @@ fn trading_of(s: u8, h: u8) -> Option<TradingState> {
             1 => HaltReason::OrderRate,
             2 => HaltReason::OrphanHard,
             3 => HaltReason::Flatten,
+            4 => HaltReason::Shutdown,
             _ => return None,
         }),
         _ => return None,

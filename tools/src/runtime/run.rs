@@ -88,14 +88,24 @@ pub fn build(cfg: &Config, keys: &Keys, opts: &BuildOptions) -> Result<Runtime> 
         &[],
     );
     let req = enc.exchange_info(false).to_vec();
-    let (status, body) =
-        startup::fetch(&mut boot, &mut boot_poll, &clock, &req, Duration::from_secs(10))
-            .with_context(|| {
-                format!("fetching exchangeInfo from {}", cfg.venues.binance.rest_url)
-            })?;
-    if status != 200 {
-        return Err(anyhow!("exchangeInfo answered HTTP {status}"));
-    }
+    // A rate limit or a venue hiccup at start-up is waited out (bounded), not fatal.
+    let mut attempt = 0u32;
+    let body = loop {
+        attempt += 1;
+        let (status, body) =
+            startup::fetch(&mut boot, &mut boot_poll, &clock, &req, Duration::from_secs(10))
+                .with_context(|| {
+                    format!("fetching exchangeInfo from {}", cfg.venues.binance.rest_url)
+                })?;
+        match status {
+            200 => break body,
+            429 | 418 | 500..=599 if attempt < 6 => {
+                tracing::warn!(status, attempt, "exchangeInfo refused; retrying");
+                std::thread::sleep(Duration::from_millis(500 * u64::from(attempt)));
+            }
+            _ => return Err(anyhow!("exchangeInfo answered HTTP {status}")),
+        }
+    };
     let markets = startup::markets(cfg, &body)?;
     // The venue's clock, for signed timestamps: offset at the middle of the round trip.
     let sent = clock.now();

@@ -411,7 +411,13 @@ impl TradingLoop {
             self.turn()?;
         }
         let now = self.clock.now();
-        feed(&mut self.core, &mut self.orders, &self.clock, now, &Event::Control(Control::Stop));
+        feed(
+            &mut self.core,
+            &mut self.orders,
+            &self.clock,
+            now,
+            &Event::Control(Control::Shutdown),
+        );
         let end = now.plus(Nanos(drain.as_nanos() as u64));
         while self.clock.now() < end && self.core.engine.live_orders().count() > 0 {
             self.turn()?;
