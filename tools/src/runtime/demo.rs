@@ -220,6 +220,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         let _ = s.join();
     }
     let totals = tl.core.metrics.totals();
+    let stalls = tl.core.metrics.stalls_total;
     let engine = *tl.core.engine.stats();
     let wire = tl.orders.stats.wire_orders;
     let realized = tl.core.engine.realized_krw() as f64 / kimp_core::units::SCALE as f64;
@@ -227,7 +228,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     sidecars.shutdown();
     sim.shutdown();
     let opened = count_opened(&run_dir.join("journal"));
-    print_summary(&args, opened, &totals, engine, wire, realized, start.elapsed());
+    print_summary(&args, stalls, opened, &totals, engine, wire, realized, start.elapsed());
     Ok(())
 }
 
@@ -245,8 +246,10 @@ fn count_opened(dir: &std::path::Path) -> u64 {
     ids.len() as u64
 }
 
+#[allow(clippy::too_many_arguments)]
 fn print_summary(
     args: &DemoArgs,
+    stalls: u64,
     opened: u64,
     totals: &[StageSummary; STAGES],
     engine: kimp_core::engine::Stats,
@@ -265,8 +268,15 @@ fn print_summary(
         "  orders sent {wire}  intents {}  risk rejects {}  events {}",
         engine.intents, engine.risk_rejects, engine.events
     );
-    println!("  frame latency p50 {} ns  p99 {} ns  (n = {})", frame.p50, frame.p99, frame.count);
-    println!("  tick-to-order p50 {} ns  p99 {} ns  (n = {})", t2o.p50, t2o.p99, t2o.count);
+    println!("  per stage (ns)        count      p50      p99    p99.9      max");
+    for (i, name) in super::metrics::STAGE_NAMES.iter().enumerate() {
+        let t = totals[i];
+        println!(
+            "    {name:<16} {:>9} {:>8} {:>8} {:>8} {:>8}",
+            t.count, t.p50, t.p99, t.p999, t.max
+        );
+    }
+    println!("  duty cycle: {stalls} turns over runtime.cycle_us_max");
     if args.json {
         println!(
             "{{\"pairs_opened\":{},\"pairs_closed\":{},\"realized_pnl_krw\":{:.0},\"orders_sent\":{},\"intents\":{},\"events\":{},\"loop_p50_ns\":{},\"loop_p99_ns\":{},\"tick_to_order_p50_ns\":{},\"tick_to_order_p99_ns\":{},\"elapsed_ms\":{}}}",
