@@ -37,9 +37,29 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let cli = Cli::parse();
-    match cli.command {
+    // Commands whose output is meant for pipes (`kimp replay ... | head`) end quietly
+    // when the reader goes away, as Unix tools do. The trading commands keep Rust's
+    // default (SIGPIPE ignored) so a closed socket is an error value, never a signal.
+    if matches!(
+        cli.command,
+        Command::Replay(_) | Command::Check { .. } | Command::Backtest(_) | Command::Report(_)
+    ) {
+        // SAFETY: restoring the default disposition of one signal at start-up, before any
+        // thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
+    if let Err(e) = dispatch(cli.command) {
+        // The error chain, without a backtrace: these are operating errors (bad config,
+        // unreachable venue), not bugs.
+        eprintln!("kimp: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Sim(args) => kimp::sim::cli::run(*args),
         Command::Run(args) => kimp::runtime::cli::run(args),
         Command::Demo(args) => kimp::runtime::demo::demo(args),
