@@ -67,7 +67,7 @@ fn header<'a>(head: &'a [u8], name: &str) -> Option<&'a str> {
 fn binance_b3_b4_payloads_and_signatures() {
     let m = testkit::btc_markets();
     let secret = Secret::new(B_SECRET);
-    let mut e = BinanceEncoder::new("fapi.binance.com", B_KEY, &secret, &m.instruments);
+    let mut e = BinanceEncoder::new("fapi.venue.example", B_KEY, &secret, &m.instruments);
     for (name, r, ts, rt) in [
         (
             "B4",
@@ -93,7 +93,7 @@ fn binance_b3_b4_payloads_and_signatures() {
         );
         let (head, body) = http::split(&bytes).unwrap();
         assert_eq!(std::str::from_utf8(body).unwrap(), s(&v, "final_query"), "{name}");
-        assert!(head.starts_with(b"POST /fapi/v1/order HTTP/1.1\r\nHost: fapi.binance.com\r\n"));
+        assert!(head.starts_with(b"POST /fapi/v1/order HTTP/1.1\r\nHost: fapi.venue.example\r\n"));
         assert_eq!(header(head, "X-MBX-APIKEY"), Some(B_KEY));
         assert_eq!(header(head, "Content-Length"), Some(body.len().to_string().as_str()));
         assert_eq!(header(head, "Content-Type"), Some("application/x-www-form-urlencoded"));
@@ -176,8 +176,8 @@ fn upbit_u2_u4_bodies_and_jwts() {
     ] {
         let v = vector("upbit", name);
         for (alg, key) in [(JwtAlg::Hs256, "jwt_hs256"), (JwtAlg::Hs512, "jwt_hs512")] {
-            let mut e =
-                UpbitEncoder::new("api.upbit.com", U_KEY, &secret, alg, &m.instruments).unwrap();
+            let mut e = UpbitEncoder::new("api.venue.example", U_KEY, &secret, alg, &m.instruments)
+                .unwrap();
             let bytes = e.place_with(&r, ident, s(&v, "nonce")).unwrap().to_vec();
             assert_eq!(
                 std::str::from_utf8(e.last_hashed()).unwrap(),
@@ -188,7 +188,7 @@ fn upbit_u2_u4_bodies_and_jwts() {
             assert_eq!(std::str::from_utf8(body).unwrap(), s(&v, "ccxt_upbit_sign_body"), "{name}");
             let auth = header(head, "Authorization").unwrap();
             assert_eq!(auth, format!("Bearer {}", s(&v, key)), "{name} {alg:?}");
-            assert!(head.starts_with(b"POST /v1/orders HTTP/1.1\r\nHost: api.upbit.com\r\n"));
+            assert!(head.starts_with(b"POST /v1/orders HTTP/1.1\r\nHost: api.venue.example\r\n"));
             assert_eq!(header(head, "Content-Type"), Some("application/json; charset=utf-8"));
             assert_eq!(header(head, "Content-Length"), Some(body.len().to_string().as_str()));
             // Simulator side: verify the token and recompute the hash from the body.
@@ -201,7 +201,8 @@ fn upbit_u2_u4_bodies_and_jwts() {
     }
     // Market sell: volume, no price.
     let mut e =
-        UpbitEncoder::new("api.upbit.com", U_KEY, &secret, JwtAlg::Hs512, &m.instruments).unwrap();
+        UpbitEncoder::new("api.venue.example", U_KEY, &secret, JwtAlg::Hs512, &m.instruments)
+            .unwrap();
     e.place(&req(testkit::KRW_BTC, Leg::U, Side::Sell, OrderKind::Market, "103460000", "0.0005"))
         .unwrap();
     assert_eq!(

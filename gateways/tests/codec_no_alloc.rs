@@ -172,9 +172,9 @@ fn hot_path_codecs_do_not_allocate_after_warm_up() {
     // Encoders + signers.
     let m = testkit::btc_markets();
     let mut be =
-        BinanceEncoder::new("fapi.binance.com", "key", &Secret::new("b-secret"), &m.instruments);
+        BinanceEncoder::new("fapi.venue.example", "key", &Secret::new("b-secret"), &m.instruments);
     let mut ue = UpbitEncoder::new(
-        "api.upbit.com",
+        "api.venue.example",
         "ak",
         &Secret::new("u-secret"),
         JwtAlg::Hs512,

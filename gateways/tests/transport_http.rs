@@ -265,7 +265,7 @@ fn busy_pool_refuses_and_plain_http_to_a_public_host_is_refused() {
     drop(p);
     server.join().unwrap();
     assert!(matches!(
-        Endpoint::parse("http://fapi.binance.com/fapi/v1/order"),
+        Endpoint::parse("http://fapi.venue.example/fapi/v1/order"),
         Err(UrlError::PlainNotLoopback(_))
     ));
 }

@@ -266,7 +266,7 @@ fn plain_text_to_a_public_host_is_refused_without_connecting() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        Endpoint::parse("http://api.upbit.com/v1/orders"),
+        Endpoint::parse("http://api.venue.example/v1/orders"),
         Err(UrlError::PlainNotLoopback(_))
     ));
     // A loopback URL cannot be pointed at a public address either.
@@ -277,7 +277,7 @@ fn plain_text_to_a_public_host_is_refused_without_connecting() {
         Err(UrlError::PlainNotLoopback(_))
     ));
     // wss needs a TLS config, ws must not have one.
-    let wss = Endpoint::parse("wss://api.upbit.com/websocket/v1").unwrap();
+    let wss = Endpoint::parse("wss://api.venue.example/websocket/v1").unwrap();
     assert!(WsConn::new(wss, public, None, T, WsConfig::default()).is_err());
 }
 
