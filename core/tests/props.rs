@@ -13,6 +13,7 @@ use kimp_core::event::{
 };
 use kimp_core::instrument::InstrumentId;
 use kimp_core::order::{ClientId, Leg, OrderRequest};
+use kimp_core::testkit::{BTCUSDT, KRW_BTC, KRW_USDT};
 use kimp_core::units::{Nanos, Price, Qty};
 use proptest::prelude::*;
 
@@ -213,6 +214,26 @@ struct VenueOrder {
     last_fill: Option<OrderEventKind>,
 }
 
+/// R11: every limit order's price is inside the collar (widened per repair attempt) of the
+/// touch of the book it was priced against — checked right after the event that made it.
+fn collared(h: &H, acts: &[Action]) -> Result<(), TestCaseError> {
+    let risk = h.e.config().risk;
+    for a in acts {
+        let Action::Place(r) = a else { continue };
+        if r.kind != kimp_core::order::OrderKind::LimitIoc {
+            continue;
+        }
+        let book = h.e.book(r.inst).unwrap();
+        let touch = if r.side == Side::Buy { book.best_ask() } else { book.best_bid() };
+        let touch = touch.expect("an order is priced against a book").px.0 as i128;
+        let extra = risk.hedge_collar_step_bps as i128 * (r.cl_id.attempt as i128 + 1);
+        let collar = touch * (risk.collar_bps as i128 + extra) / 10_000;
+        let through = (r.px.0 as i128 - touch) * r.side.sign() as i128;
+        prop_assert!(through <= collar, "limit outside the collar: {:?} touch {}", r, touch);
+    }
+    Ok(())
+}
+
 /// Runs `ops` and checks the invariants after every step; returns the action log.
 fn run(ops: &[Op]) -> Result<Vec<Action>, TestCaseError> {
     let mut h = H::simple();
@@ -228,7 +249,21 @@ fn run(ops: &[Op]) -> Result<Vec<Action>, TestCaseError> {
         let pick =
             |venue: &Vec<VenueOrder>, k: u8| (!venue.is_empty()).then(|| k as usize % venue.len());
         let acts = match *op {
-            Op::Market(i) => h.market(bps[i as usize]),
+            Op::Market(i) => {
+                // The three books one event at a time, so each order's limit is checked
+                // against the book as it was when the order was made.
+                let p: f64 = bps[i as usize];
+                let bid = ((70_000.1 * 1_450.0 * (1.0 + p / 10_000.0)) / 1_000.0).round() * 1_000.0;
+                let mut acts = h.book(KRW_USDT, 1_449.0, 1_450.0, 1.0, 1_000_000.0, 5);
+                collared(&h, &acts)?;
+                let a = h.book(BTCUSDT, 70_000.0, 70_000.1, 0.1, 1.0, 20);
+                collared(&h, &a)?;
+                acts.extend(a);
+                let a = h.book(KRW_BTC, bid, bid + 100_000.0, 1_000.0, 1.0, 20);
+                collared(&h, &a)?;
+                acts.extend(a);
+                acts
+            }
             Op::Timer(ms) => {
                 h.advance_ms(ms as u64);
                 h.timer()
@@ -306,6 +341,10 @@ fn run(ops: &[Op]) -> Result<Vec<Action>, TestCaseError> {
                 _ => vec![],
             },
         };
+        // Every other op is one event: the books did not move while it was handled.
+        if !matches!(op, Op::Market(_)) {
+            collared(&h, &acts)?;
+        }
         // Orders in flight before and still in flight after this event (an unknown one
         // among them): their legs may not get a new order now.
         let busy: HashSet<Leg> =
@@ -317,6 +356,22 @@ fn run(ops: &[Op]) -> Result<Vec<Action>, TestCaseError> {
             match a {
                 Action::Place(r) => {
                     prop_assert!(ids.insert(r.cl_id), "client id reused: {:?}", r.cl_id);
+                    // R11: nothing erroneous reaches the outbox — notional within the
+                    // per-order maximum and a positive quantity (the collar is checked
+                    // right after the event that placed the order, in `collared`).
+                    let risk = h.e.config().risk;
+                    let notional = r.px.notional(r.qty).unwrap().0 as i128;
+                    let max = if r.cl_id.leg == Leg::U {
+                        risk.max_order_notional_krw
+                    } else {
+                        risk.max_order_notional_usdt
+                    };
+                    prop_assert!(
+                        notional <= max as i128 * 100_000_000,
+                        "over max notional: {:?}",
+                        r
+                    );
+                    prop_assert!(r.qty.0 > 0);
                     prop_assert!(
                         !busy.contains(&r.cl_id.leg),
                         "new order on a leg with one in flight (never re-send an unknown): {:?}",
