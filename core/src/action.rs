@@ -5,12 +5,12 @@
 //! `Place` actions of that intent, so the runtime journals an id before it sends it.
 
 use crate::config::Direction;
-use crate::event::{FxSource, RejectReason, Side};
+use crate::event::{FxSource, RejectReason};
 use crate::instrument::{InstrumentId, Venue};
 use crate::order::{ClientId, OrderRequest, OrderState};
 use crate::pair::PairState;
 use crate::risk::RiskReject;
-use crate::units::{Krw, Nanos, Price, Qty, Quote, Usdt};
+use crate::units::{Krw, Nanos, Price, Qty, Quote};
 
 /// Why an intent was made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -359,17 +359,4 @@ impl Outbox {
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty()
     }
-}
-
-/// Helper: the side of a `Place` action, if it is one.
-pub fn placed_side(a: &Action) -> Option<Side> {
-    match a {
-        Action::Place(r) => Some(r.side),
-        _ => None,
-    }
-}
-
-/// Helper: a USDT amount as KRW at `fx`, saturating (telemetry only).
-pub fn usdt_krw_sat(u: Usdt, fx: Price) -> Krw {
-    u.to_krw(fx).unwrap_or(Krw(if u.0 >= 0 { i64::MAX } else { i64::MIN }))
 }

@@ -349,21 +349,35 @@ impl OrderPath {
 
     /// Handles a readiness event for a REST connection.
     pub fn poll(&mut self, token: Token, now: Nanos) {
-        let pool = if self.upbit.owns(token) { &mut self.upbit } else { &mut self.binance };
-        let arena = &mut self.arena;
-        let pending = &mut self.pending;
-        let upbit_rest = &mut self.upbit_rest;
-        let binance_rest = &mut self.binance_rest;
-        let events = &mut self.events;
-        let bodies = &mut self.bodies;
-        let stats = &mut self.stats;
-        let answered = &mut self.answered;
-        let blocked = &mut self.blocked_until;
-        let wall = self.clock.wall_ns(now);
-        pool.poll(token, now, |c| {
-            complete(
-                c,
-                wall,
+        self.drive(Drive::Ready(token), now);
+    }
+
+    /// Timers of every REST connection (reconnects, deadlines → unknown outcomes).
+    pub fn tick(&mut self, registry: &Registry, now: Nanos) {
+        self.drive(Drive::Timers(registry), now);
+    }
+
+    /// Runs one pool (readiness) or both (timers), turning completions into events and
+    /// bodies; the fields are split so the callback can fill them while a pool is borrowed.
+    fn drive(&mut self, what: Drive<'_>, now: Nanos) {
+        let Self {
+            upbit,
+            binance,
+            pending,
+            arena,
+            upbit_rest,
+            binance_rest,
+            events,
+            bodies,
+            answered,
+            stats,
+            blocked_until,
+            clock,
+            ..
+        } = self;
+        let wall = clock.wall_ns(now);
+        let mut on_done = |c: Completion<'_>| {
+            let sink = Sink {
                 pending,
                 arena,
                 upbit_rest,
@@ -372,43 +386,42 @@ impl OrderPath {
                 bodies,
                 answered,
                 stats,
-                blocked,
-                now,
-            );
-        });
-    }
-
-    /// Timers of every REST connection (reconnects, deadlines → unknown outcomes).
-    pub fn tick(&mut self, registry: &Registry, now: Nanos) {
-        let arena = &mut self.arena;
-        let pending = &mut self.pending;
-        let upbit_rest = &mut self.upbit_rest;
-        let binance_rest = &mut self.binance_rest;
-        let events = &mut self.events;
-        let bodies = &mut self.bodies;
-        let stats = &mut self.stats;
-        let answered = &mut self.answered;
-        let blocked = &mut self.blocked_until;
-        let wall = self.clock.wall_ns(now);
-        for pool in [&mut self.upbit, &mut self.binance] {
-            pool.tick(registry, now, |c| {
-                complete(
-                    c,
-                    wall,
-                    pending,
-                    arena,
-                    upbit_rest,
-                    binance_rest,
-                    events,
-                    bodies,
-                    answered,
-                    stats,
-                    blocked,
-                    now,
-                );
-            });
+                blocked: blocked_until,
+            };
+            complete(c, wall, now, sink);
+        };
+        match what {
+            Drive::Ready(token) => {
+                let pool = if upbit.owns(token) { upbit } else { binance };
+                pool.poll(token, now, &mut on_done);
+            }
+            Drive::Timers(registry) => {
+                upbit.tick(registry, now, &mut on_done);
+                binance.tick(registry, now, &mut on_done);
+            }
         }
     }
+}
+
+/// What [`OrderPath::drive`] runs.
+enum Drive<'r> {
+    /// The pool owning this token became ready.
+    Ready(Token),
+    /// Every connection's timers.
+    Timers(&'r Registry),
+}
+
+/// Where completions go (borrowed fields of [`OrderPath`]).
+struct Sink<'a> {
+    pending: &'a mut [Option<Pending>],
+    arena: &'a mut Vec<u8>,
+    upbit_rest: &'a mut UpbitRestParser,
+    binance_rest: &'a mut BinanceRestParser,
+    events: &'a mut Vec<Event<'static>>,
+    bodies: &'a mut Vec<Body>,
+    answered: &'a mut Vec<(ClientId, InstrumentId, Venue)>,
+    stats: &'a mut OrderPathStats,
+    blocked: &'a mut [Nanos; Venue::COUNT],
 }
 
 /// Sends pre-encoded `bytes` for `p` on `pool`, tracking it under a free tag.
@@ -433,23 +446,11 @@ fn send_bytes(
     }
 }
 
-/// Turns one completion into order events or a copied body (`now` is wall time here: it
-/// stamps events whose body carries no venue time).
-#[allow(clippy::too_many_arguments)]
-fn complete(
-    c: Completion<'_>,
-    now: Nanos,
-    pending: &mut [Option<Pending>],
-    arena: &mut Vec<u8>,
-    upbit_rest: &mut UpbitRestParser,
-    binance_rest: &mut BinanceRestParser,
-    events: &mut Vec<Event<'static>>,
-    bodies: &mut Vec<Body>,
-    answered: &mut Vec<(ClientId, InstrumentId, Venue)>,
-    stats: &mut OrderPathStats,
-    blocked: &mut [Nanos; Venue::COUNT],
-    mono: Nanos,
-) {
+/// Turns one completion into order events or a copied body. `now` is wall time here (it
+/// stamps events whose body carries no venue time); `mono` is the loop's clock.
+fn complete(c: Completion<'_>, now: Nanos, mono: Nanos, sink: Sink<'_>) {
+    let Sink { pending, arena, upbit_rest, binance_rest, events, bodies, answered, stats, blocked } =
+        sink;
     let tag = match c {
         Completion::Response { tag, .. }
         | Completion::TimedOut { tag }
