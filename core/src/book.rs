@@ -735,7 +735,10 @@ pub struct Book {
     state: BookState,
     last_id: u64,
     awaiting_first: bool,
-    /// Engine time of the last update applied.
+    /// Engine time at which the book last carried new information: a snapshot or diff
+    /// of the sequenced venues (Binance ids always advance), or, for whole-book venues
+    /// (Upbit), a snapshot whose exchange time is later than the held one — a feed that
+    /// keeps repeating an old book does not keep it fresh.
     pub updated_at: Nanos,
     /// Exchange time of the last update applied.
     pub exch_ts: Nanos,
@@ -799,7 +802,8 @@ impl Book {
         self.state = BookState::Stale;
     }
 
-    /// True when synced and updated within `max_age` of `now`.
+    /// True when synced and carrying new information within `max_age` of `now` (see
+    /// `updated_at`).
     #[inline]
     pub fn is_fresh(&self, now: Nanos, max_age: Nanos) -> bool {
         self.state == BookState::Synced
@@ -815,7 +819,13 @@ impl Book {
         self.last_id = s.last_update_id;
         self.awaiting_first = self.rule != SeqRule::Snapshots;
         self.state = BookState::Synced;
-        self.updated_at = now;
+        // Upbit books carry no sequence number: only a later exchange time is news.
+        if self.rule != SeqRule::Snapshots
+            || s.exch_ts > self.exch_ts
+            || self.updated_at == Nanos(0)
+        {
+            self.updated_at = now;
+        }
         self.exch_ts = s.exch_ts;
     }
 
