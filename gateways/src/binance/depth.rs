@@ -6,6 +6,14 @@ use kimp_core::units::{Price, Qty};
 use crate::codec::{CodecError, CodecResult};
 use crate::json::{Cursor, Doc};
 
+/// A level's price must be positive and its quantity not negative (zero removes it): a
+/// hostile level would otherwise be skipped by the book while the event's ids are
+/// applied, so the real event that follows would be dropped as a duplicate.
+#[inline]
+fn valid_level(px: i64, qty: i64, field: &'static str) -> CodecResult<()> {
+    if px <= 0 || qty < 0 { Err(CodecError::BadNumber(field)) } else { Ok(()) }
+}
+
 /// Reads a level array from the scanner into `out` (cleared first), at most `max` levels.
 #[inline]
 pub fn scan_levels(
@@ -27,6 +35,7 @@ pub fn scan_levels(
         let qty = c.quoted_decimal(field)?;
         // Binance sends exactly two strings; anything more is a shape we do not know.
         c.eat(b']')?;
+        valid_level(px, qty, field)?;
         out.push(Level::new(Price(px), Qty(qty)));
     }
     Ok(())
@@ -51,6 +60,7 @@ pub fn tape_levels(
         }
         let px = d.decimal(e + 1).ok_or(CodecError::BadNumber(field))?;
         let qty = d.decimal(e + 2).ok_or(CodecError::BadNumber(field))?;
+        valid_level(px, qty, field)?;
         out.push(Level::new(Price(px), Qty(qty)));
     }
     Ok(())

@@ -375,6 +375,13 @@ fn dec<T>(v: Option<&[u8]>, field: &'static str, f: fn(i64) -> T) -> CodecResult
     crate::num::decimal(t).map(f).ok_or(CodecError::BadNumber(field))
 }
 
+/// As [`dec`] for prices and quantities, which are never negative.
+#[inline]
+fn dec_nn<T>(v: Option<&[u8]>, field: &'static str, f: fn(i64) -> T) -> CodecResult<T> {
+    let t = v.ok_or(CodecError::Missing(field))?;
+    crate::num::decimal(t).filter(|&x| x >= 0).map(f).ok_or(CodecError::BadNumber(field))
+}
+
 /// Turns collected fields into a message. `snapshot_inst` is given for REST snapshots.
 fn build<'a>(
     raw: &Raw<'_>,
@@ -407,15 +414,15 @@ fn build<'a>(
         Some(b"markPriceUpdate") => Ok(MarketMsg::Event(Event::Funding(Funding {
             inst: inst()?,
             exch_ts: ms(raw.ev_time),
-            mark: dec(raw.p, "p", Price)?,
+            mark: dec_nn(raw.p, "p", Price)?,
             rate_e8: dec(raw.r, "r", |v| v)?,
             next_funding: Nanos::from_ms(raw.tx_time.ok_or(CodecError::Missing("T"))?),
         }))),
         Some(b"trade") => Ok(MarketMsg::Event(Event::Trade(Trade {
             inst: inst()?,
             exch_ts: ms(raw.tx_time.or(raw.ev_time)),
-            px: dec(raw.p, "p", Price)?,
-            qty: dec(raw.q, "q", Qty)?,
+            px: dec_nn(raw.p, "p", Price)?,
+            qty: dec_nn(raw.q, "q", Qty)?,
             // `m`: the buyer was the maker, so the seller took liquidity.
             aggressor: if raw.m.ok_or(CodecError::Missing("m"))? { Side::Sell } else { Side::Buy },
             trade_id: raw.t.ok_or(CodecError::Missing("t"))?,
@@ -460,7 +467,7 @@ fn bbo<'a>(raw: &Raw<'_>, inst: InstrumentId, ts: Nanos) -> CodecResult<MarketMs
         inst,
         exch_ts: ts,
         update_id: raw.last_id.unwrap_or(0),
-        bid: Level::new(dec(raw.b, "b", Price)?, dec(raw.bq, "B", Qty)?),
-        ask: Level::new(dec(raw.a, "a", Price)?, dec(raw.aq, "A", Qty)?),
+        bid: Level::new(dec_nn(raw.b, "b", Price)?, dec_nn(raw.bq, "B", Qty)?),
+        ask: Level::new(dec_nn(raw.a, "a", Price)?, dec_nn(raw.aq, "A", Qty)?),
     })))
 }

@@ -120,6 +120,9 @@ fn order_body(
     let ts = d.get(0, "updateTime").and_then(|i| d.u64(i)).map_or(now, Nanos::from_ms);
     let dec = |k: &'static str| d.get(0, k).and_then(|i| d.decimal(i));
     let cum = Qty(dec("executedQty").ok_or(CodecError::Missing("executedQty"))?);
+    if cum.0 < 0 {
+        return Err(CodecError::BadNumber("executedQty"));
+    }
     let mut push = |k| out.push(Event::Order(OrderEvent { cl_id, exch_ts: ts, kind: k }));
     let terminal = matches!(status, "FILLED" | "EXPIRED" | "CANCELED" | "EXPIRED_IN_MATCH");
     match status {
@@ -136,6 +139,9 @@ fn order_body(
     }
     if kind == OrderRequestKind::Query && cum.is_positive() {
         let px = Price(dec("avgPrice").ok_or(CodecError::Missing("avgPrice"))?);
+        if px.0 < 0 {
+            return Err(CodecError::BadNumber("avgPrice"));
+        }
         if px.is_positive() {
             push(OrderEventKind::Fill { trade_id: 0, px, qty: cum, cum_qty: cum, fee: Quote(0) });
         }

@@ -104,6 +104,11 @@ fn dec(d: &Doc<'_, '_>, o: usize, k: &'static str) -> CodecResult<i64> {
     d.decimal(i).ok_or(CodecError::BadNumber(k))
 }
 
+/// As [`dec`] for fill prices and quantities, which are never negative.
+fn dec_nn(d: &Doc<'_, '_>, o: usize, k: &'static str) -> CodecResult<i64> {
+    dec(d, o, k).and_then(|v| if v < 0 { Err(CodecError::BadNumber(k)) } else { Ok(v) })
+}
+
 fn order_update(
     d: &Doc<'_, '_>,
     o: usize,
@@ -120,7 +125,7 @@ fn order_update(
     let status = d.get(o, "X").and_then(|i| d.str(i)).ok_or(CodecError::Missing("X"))?;
     let ts =
         Nanos::from_ms(d.get(o, "T").and_then(|i| d.u64(i)).filter(|&t| t > 0).unwrap_or(ev_time));
-    let cum = Qty(dec(d, o, "z")?);
+    let cum = Qty(dec_nn(d, o, "z")?);
     let mut push = |kind| out.push(Event::Order(OrderEvent { cl_id, exch_ts: ts, kind }));
     match x {
         "NEW" => push(OrderEventKind::Ack),
@@ -135,8 +140,8 @@ fn order_update(
             };
             push(OrderEventKind::Fill {
                 trade_id: d.get(o, "t").and_then(|i| d.u64(i)).ok_or(CodecError::Missing("t"))?,
-                px: Price(dec(d, o, "L")?),
-                qty: Qty(dec(d, o, "l")?),
+                px: Price(dec_nn(d, o, "L")?),
+                qty: Qty(dec_nn(d, o, "l")?),
                 cum_qty: cum,
                 fee,
             });

@@ -116,6 +116,11 @@ fn push_unit(bids: &mut Vec<Level>, asks: &mut Vec<Level>, u: [Option<i64>; 4]) 
     let m = |v: Option<i64>, f| v.ok_or(CodecError::Missing(f));
     let (ap, bp, asz, bsz) =
         (m(ap, "ask_price")?, m(bp, "bid_price")?, m(asz, "ask_size")?, m(bsz, "bid_size")?);
+    // Zero pads a thin book; a negative value is hostile (dropping just that level would
+    // leave a book that looks whole).
+    if ap < 0 || bp < 0 || asz < 0 || bsz < 0 {
+        return Err(CodecError::BadNumber("orderbook_units"));
+    }
     if bp > 0 {
         bids.push(Level::new(Price(bp), Qty(bsz)));
     }

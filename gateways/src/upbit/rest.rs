@@ -178,8 +178,9 @@ fn order_body(
     {
         return Err(CodecError::Malformed("identifier of another order"));
     }
+    // Volumes and prices are never negative: a hostile one is refused, not applied.
     let dec = |o: usize, k: &'static str| {
-        d.get(o, k).and_then(|i| d.decimal(i)).ok_or(CodecError::BadNumber(k))
+        d.get(o, k).and_then(|i| d.decimal(i)).filter(|&v| v >= 0).ok_or(CodecError::BadNumber(k))
     };
     let state = d.get(0, "state").and_then(|i| d.str(i)).ok_or(CodecError::Missing("state"))?;
     let cum = Qty(dec(0, "executed_volume")?);
@@ -230,7 +231,10 @@ pub fn accounts(body: &[u8]) -> CodecResult<Vec<Event<'static>>> {
                 .and_then(|i| d.str(i))
                 .ok_or(CodecError::Missing("currency"))?;
             let num = |k: &'static str| {
-                d.get(a, k).and_then(|i| d.decimal(i)).ok_or(CodecError::BadNumber(k))
+                d.get(a, k)
+                    .and_then(|i| d.decimal(i))
+                    .filter(|&v| v >= 0)
+                    .ok_or(CodecError::BadNumber(k))
             };
             out.push(Event::Balance(Balance {
                 venue: Venue::Upbit,

@@ -70,6 +70,9 @@ pub struct Counters {
     pub orders: super::orders::OrderPathStats,
     /// Malformed frames (all parsers).
     pub malformed: u64,
+    /// Frames each parser refused (malformed, unknown symbol or unknown type): Upbit
+    /// market data, Binance market data, Binance user stream.
+    pub feed_errors: [u64; 3],
     /// Telemetry messages dropped because the channel was full.
     pub telemetry_drops: u64,
     /// Trading state.
@@ -269,6 +272,9 @@ struct Feeds {
     user_p: BinanceUserParser,
     sync: Vec<DepthSync>,
     perps: Vec<InstrumentId>,
+    /// When to ask for a new listen key: the key expired or was refused, or the last
+    /// request failed (without this the user stream would retry a dead key forever).
+    user_key_due: Option<Nanos>,
 }
 
 /// Start-up reconciliation progress.
@@ -378,6 +384,7 @@ impl TradingLoop {
             user_p: BinanceUserParser::new(SymbolTable::for_venue(Venue::Binance, insts)),
             sync: (0..insts.len()).map(|_| DepthSync::new()).collect(),
             perps,
+            user_key_due: None,
         };
         Ok(Self {
             poll,
@@ -557,6 +564,15 @@ impl TradingLoop {
             }
             self.next_planned_reconnect = now.plus(Nanos::from_ms(23 * 3_600_000));
         }
+        if let Some(due) = self.feeds.user_key_due
+            && now >= due
+        {
+            self.feeds.user_key_due = if self.orders.listen_key(now, false) {
+                None
+            } else {
+                Some(now.plus(Nanos::from_ms(1_000)))
+            };
+        }
         if now >= self.next_listen_keepalive {
             let first = self.next_listen_keepalive == Nanos(0);
             self.next_listen_keepalive =
@@ -578,6 +594,11 @@ impl TradingLoop {
             malformed: self.feeds.upbit_p.stats.malformed
                 + self.feeds.binance_p.stats.malformed
                 + self.feeds.user_p.stats.malformed,
+            feed_errors: [
+                self.feeds.upbit_p.stats.errors(),
+                self.feeds.binance_p.stats.errors(),
+                self.feeds.user_p.stats.errors(),
+            ],
             telemetry_drops: self.core.telemetry_drops,
             trading: Some(self.core.engine.trading_state()),
         };
@@ -654,6 +675,7 @@ fn on_ws(
         sync,
         upbit_sub,
         perps,
+        user_key_due,
         ..
     } = feeds;
     let venue = if t == UPBIT_MD { Venue::Upbit } else { Venue::Binance };
@@ -668,16 +690,28 @@ fn on_ws(
             on_market(p, clock.now(), binance_p.parse(p), None, now, core, orders, clock)
         }),
         _ => match binance_user.as_mut() {
-            Some(u) => u.poll(now, |p| {
-                if let Ok(UserMsg::Events(evs)) = user_p.parse(p) {
+            Some(u) => u.poll(now, |p| match user_p.parse(p) {
+                Ok(UserMsg::Events(evs)) => {
                     for e in evs {
                         feed(core, orders, clock, now, e);
                     }
                 }
+                Ok(UserMsg::ListenKeyExpired) => *user_key_due = Some(now),
+                _ => {}
             }),
             None => WsPoll::Idle,
         },
     };
+    if t == BINANCE_USER {
+        // An expired key, or one the venue refuses at the upgrade, is dead: get a new one
+        // (orders in flight are meanwhile followed by REST queries).
+        if let WsPoll::Down(kimp_gateways::transport::DownReason::HandshakeStatus(_)) = polled {
+            *user_key_due = Some(now);
+        }
+        if user_key_due.is_some() {
+            *binance_user = None;
+        }
+    }
     match polled {
         WsPoll::Opened if t == UPBIT_MD => {
             let _ = upbit.send_text(now, upbit_sub);
@@ -751,8 +785,9 @@ fn handle_bodies(
                     continue;
                 }
                 let body = orders.body(&b).to_vec();
-                if let Ok(MarketMsg::Event(ev)) = feeds.binance_p.parse_snapshot(b.inst, &body) {
-                    core.engine.on_event(now, &ev, &mut core.out);
+                match feeds.binance_p.parse_snapshot(b.inst, &body) {
+                    Ok(MarketMsg::Event(ev)) => core.engine.on_event(now, &ev, &mut core.out),
+                    _ => orders.stats.bad_responses += 1,
                 }
                 execute(core, orders, clock, now);
                 let s = &mut feeds.sync[b.inst.0 as usize];
@@ -785,14 +820,26 @@ fn handle_bodies(
                         }
                         core.balances_seen |= bit;
                     }
+                    Err(_) if ok => {
+                        orders.stats.bad_responses += 1;
+                        tracing::warn!(venue = ?b.venue, "unreadable balance reply; retrying")
+                    }
                     _ => {
                         tracing::warn!(venue = ?b.venue, status = b.status, "balance request failed; retrying")
                     }
                 }
                 core.balances_asked &= !bit;
             }
-            ReqKind::ListenKey if ok => {
-                if let Ok(key) = kimp_gateways::binance::rest::listen_key(orders.body(&b))
+            ReqKind::ListenKey => {
+                let key = if ok {
+                    kimp_gateways::binance::rest::listen_key(orders.body(&b))
+                } else {
+                    Err(kimp_gateways::codec::CodecError::Missing("listenKey"))
+                };
+                if ok && key.is_err() {
+                    orders.stats.bad_responses += 1;
+                }
+                if let Ok(key) = key
                     && let Ok(t) = feeds.binance_ws.with_path(&format!(
                         "/private/ws?listenKey={key}&events=ORDER_TRADE_UPDATE/ACCOUNT_UPDATE"
                     ))
@@ -800,9 +847,15 @@ fn handle_bodies(
                         WsConn::new(t.endpoint, t.addr, t.tls, BINANCE_USER, WsConfig::default())
                 {
                     feeds.binance_user = Some(conn);
+                    feeds.user_key_due = None;
                     let _ = registry;
+                } else {
+                    // No user stream without a key: ask again shortly.
+                    feeds.user_key_due = Some(now.plus(Nanos::from_ms(1_000)));
                 }
             }
+            // A keep-alive the venue refuses means the key is gone.
+            ReqKind::ListenKeyKeepAlive if !ok => feeds.user_key_due = Some(now),
             _ => {}
         }
     }

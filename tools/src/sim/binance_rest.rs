@@ -350,6 +350,20 @@ fn route(sh: &Shared, req: &Request, p: &Params) -> Option<Response> {
                 Ok(a) => a,
                 Err(r) => return Some(r),
             };
+            // `listen_key_expiry` with a `for` window: no new key until it ends, so the
+            // client has to follow its orders without the user stream meanwhile.
+            if method == "POST"
+                && let Some(sc) = sh.cfg.faults.configured(FaultKind::ListenKeyExpiry, false)
+                && sc.for_ms.is_some()
+                && sc.in_window(sh.elapsed_ms())
+            {
+                let e = BinError {
+                    status: 503,
+                    code: -1001,
+                    msg: "Internal error; unable to process your request. Please try again.".into(),
+                };
+                return Some(err(&e));
+            }
             let mut w = lock(&sh.world);
             let now = wall_ms();
             let existing = w

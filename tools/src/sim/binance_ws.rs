@@ -410,6 +410,10 @@ impl Session for BinSession {
     fn on_pong(&mut self) {
         self.last_pong = Instant::now();
     }
+
+    fn private(&self) -> bool {
+        self.route == Route::Private
+    }
 }
 
 /// Serves an upgrade request on the Binance address.

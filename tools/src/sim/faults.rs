@@ -49,13 +49,24 @@ pub enum FaultKind {
     /// connection closes without an answer): an ambiguous outcome.
     AmbiguousFill,
     /// At `after`, every Binance listen key expires (`listenKeyExpired`, stream closed) and
-    /// Upbit private connections are closed.
+    /// Upbit private connections are closed; with `for`, no new listen key is issued
+    /// (503, -1001) until the window ends.
     ListenKeyExpiry,
+    /// The venue's market data freezes: Upbit keeps sending the last book with its old
+    /// `timestamp` every step; Binance repeats its last depth event (same ids) and holds
+    /// the new ones back (they go out merged when the window ends, so the chain stays
+    /// consistent). Default `venue=upbit`, 5 s from 10 s after start.
+    Freeze,
+    /// With probability `p` (0.05) per WebSocket data message, a malformed, truncated,
+    /// oversized or hostile copy is sent first (see `bad_input`; the first data message
+    /// of each connection in the window always gets one); with probability
+    /// `value` (default: `p`) a REST response body is replaced by one.
+    BadInput,
 }
 
 impl FaultKind {
     /// Every kind with its command-line name.
-    pub const ALL: [(FaultKind, &'static str); 17] = [
+    pub const ALL: [(FaultKind, &'static str); 19] = [
         (FaultKind::FlashCrash, "flash_crash"),
         (FaultKind::LiquidityDry, "liquidity_dry"),
         (FaultKind::LatencySpike, "latency_spike"),
@@ -73,6 +84,8 @@ impl FaultKind {
         (FaultKind::ClockSkew, "clock_skew"),
         (FaultKind::AmbiguousFill, "ambiguous_fill"),
         (FaultKind::ListenKeyExpiry, "listen_key_expiry"),
+        (FaultKind::Freeze, "freeze"),
+        (FaultKind::BadInput, "bad_input"),
     ];
 
     /// The command-line name.
@@ -180,6 +193,12 @@ impl Scenario {
             ClockSkew => s.value = 2_000.0,
             AmbiguousFill => s.p = 0.1,
             ListenKeyExpiry => s.after_ms = 60_000,
+            Freeze => {
+                s.venue = VenueSel::Upbit;
+                s.after_ms = 10_000;
+                s.for_ms = Some(5_000);
+            }
+            BadInput => s.p = 0.05,
         }
         s
     }

@@ -17,6 +17,7 @@
 //! are the socket layer around them.
 
 pub mod account;
+pub mod bad_input;
 pub mod binance_rest;
 pub mod binance_venue;
 pub mod binance_ws;

@@ -79,6 +79,10 @@ pub struct Counters {
     pub maintenance_refusals: AtomicU64,
     /// Orders accepted (both venues).
     pub orders: AtomicU64,
+    /// Bad frames injected by `bad_input`, per `bad_input::Stream`.
+    pub bad_frames: [AtomicU64; 5],
+    /// Bad frames injected, per `bad_input::Variant`.
+    pub bad_variants: [AtomicU64; 13],
 }
 
 /// A snapshot of the counters and of the world's own.
@@ -118,6 +122,13 @@ pub struct SimStats {
     pub fault_rejections: u64,
     /// Funding settlements.
     pub fundings: u64,
+    /// Bad frames injected by `bad_input`, per `bad_input::Stream` (Upbit MD, Upbit
+    /// private, Binance MD, Binance user, REST).
+    pub bad_frames: [u64; 5],
+    /// Bad frames injected, per `bad_input::Variant`.
+    pub bad_variants: [u64; 13],
+    /// Old books or depth events repeated by `freeze`.
+    pub frozen_repeats: u64,
 }
 
 /// Broadcast of published events to every WebSocket session of a venue.
@@ -238,6 +249,29 @@ impl Shared {
         lock(&self.frng).range(lo, hi)
     }
 
+    /// A bad copy of `original` for `stream` (`bad_input`), counted; a variant that does
+    /// not apply to this message falls back to invalid JSON.
+    pub fn bad_frame(
+        &self,
+        stream: super::bad_input::Stream,
+        original: &[u8],
+    ) -> super::bad_input::BadFrame {
+        use super::bad_input::{BadFrame, Variant, corrupt};
+        let v = Variant::ALL[self.range(0, Variant::ALL.len() as u64 - 1) as usize];
+        let (v, b) = match corrupt(stream, original, v) {
+            Some(b) => (v, b),
+            None => (
+                Variant::InvalidJson,
+                corrupt(stream, original, Variant::InvalidJson)
+                    .unwrap_or(BadFrame { bytes: b"{\"".to_vec(), binary: false }),
+            ),
+        };
+        self.counters.bad_frames[stream.idx()].fetch_add(1, Ordering::Relaxed);
+        let vi = Variant::ALL.iter().position(|x| *x == v).unwrap_or(0);
+        self.counters.bad_variants[vi].fetch_add(1, Ordering::Relaxed);
+        b
+    }
+
     /// True once shutdown was requested.
     pub fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
@@ -280,6 +314,9 @@ impl Shared {
             depth_gaps: w.depth_gaps,
             fault_rejections: w.fault_rejections,
             fundings: w.fundings,
+            bad_frames: c.bad_frames.each_ref().map(g),
+            bad_variants: c.bad_variants.each_ref().map(g),
+            frozen_repeats: w.frozen_repeats,
         }
     }
 }
@@ -392,6 +429,13 @@ fn serve_conn(sh: Arc<Shared>, upbit: bool, tcp: TcpStream, tls: Option<Arc<Serv
             // An executed order whose answer is lost: close without a response.
             sh.counters.ambiguous.fetch_add(1, Ordering::Relaxed);
             return;
+        };
+        let resp = match sh.cfg.faults.active(FaultKind::BadInput, upbit, sh.elapsed_ms()) {
+            Some(sc) if sh.chance(if sc.value > 0.0 { sc.value.min(1.0) } else { sc.p }) => {
+                let b = sh.bad_frame(super::bad_input::Stream::Rest, resp.body.as_bytes());
+                Response { body: String::from_utf8_lossy(&b.bytes).into_owned(), ..resp }
+            }
+            _ => resp,
         };
         delay_response(&sh, upbit);
         if http::write_response(&mut conn, &resp, !close).is_err() || close {

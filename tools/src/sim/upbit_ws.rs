@@ -453,6 +453,10 @@ impl Session for UpbitSession {
     fn on_pong(&mut self) {
         self.last_activity = Instant::now();
     }
+
+    fn private(&self) -> bool {
+        self.account.is_some()
+    }
 }
 
 /// Serves an upgrade request on the Upbit address.

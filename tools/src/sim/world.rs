@@ -28,6 +28,8 @@ pub struct WorldStats {
     pub depth_gaps: u64,
     /// Upbit books re-sent with an older timestamp.
     pub upbit_regressions: u64,
+    /// Old books or depth events repeated by `freeze`.
+    pub frozen_repeats: u64,
     /// Orders refused by `order_rejection` / `one_leg_failure`.
     pub fault_rejections: u64,
     /// Funding settlements.
@@ -62,6 +64,8 @@ pub struct World {
     pub replayed_binance: BTreeSet<String>,
     /// Upbit markets driven by a replay.
     pub replayed_upbit: BTreeSet<String>,
+    /// The last depth event published per Binance symbol (`freeze` repeats it).
+    last_depth: std::collections::HashMap<String, MdEvent>,
 }
 
 fn f2i(v: f64) -> i64 {
@@ -158,6 +162,7 @@ impl World {
             funding_interval_ms: fi,
             replayed_binance: BTreeSet::new(),
             replayed_upbit: BTreeSet::new(),
+            last_depth: std::collections::HashMap::new(),
         };
         // Shape the first books and publish them silently: the streams start from there.
         let _ = w.shape_all(1.0, 1.0, 1.0, 1.0, 1.0, 1.0);
@@ -350,22 +355,35 @@ impl World {
 
     fn publish_binance(&mut self, now: u64, el: u64, out: &mut Vec<Out>) {
         let gap = self.faults.active(FaultKind::DepthGap, false, el).map(|s| s.p).unwrap_or(0.0);
+        let freeze = self.faults.active(FaultKind::Freeze, false, el).is_some();
         for m in self.binance.markets.values_mut() {
             if self.replayed_binance.contains(&m.symbol) {
+                continue;
+            }
+            if freeze {
+                // Changes stay unpublished (one merged event when the freeze ends).
+                if let Some(ev) = self.last_depth.get(&m.symbol) {
+                    self.stats.frozen_repeats += 1;
+                    out.push(Out::Md(ev.clone()));
+                }
                 continue;
             }
             if let Some(d) = m.book.publish_diff() {
                 if gap > 0.0 && self.frng.chance(gap) {
                     self.stats.depth_gaps += 1;
                 } else {
-                    out.push(Out::Md(MdEvent::BinDepth {
+                    let ev = MdEvent::BinDepth {
                         sym: m.symbol.clone(),
                         e: now,
                         t: now.saturating_sub(2),
                         diff: d,
                         pdp: m.spec.bin_price_dp,
                         qdp: m.spec.bin_qty_dp,
-                    }));
+                    };
+                    if self.faults.configured(FaultKind::Freeze, false).is_some() {
+                        self.last_depth.insert(m.symbol.clone(), ev.clone());
+                    }
+                    out.push(Out::Md(ev));
                 }
             }
             let bbo = (m.book.best_bid().unwrap_or((0, 0)), m.book.best_ask().unwrap_or((0, 0)));
@@ -387,8 +405,20 @@ impl World {
 
     fn publish_upbit(&mut self, now: u64, el: u64, out: &mut Vec<Out>) {
         let regress = self.faults.active(FaultKind::DepthGap, true, el).map(|s| s.p).unwrap_or(0.0);
+        let freeze = self.faults.active(FaultKind::Freeze, true, el).is_some();
         for m in self.upbit.markets.values_mut() {
             if self.replayed_upbit.contains(&m.code) {
+                continue;
+            }
+            if freeze {
+                // The last book, with its old timestamp, every step.
+                self.stats.frozen_repeats += 1;
+                out.push(Out::Md(MdEvent::UpbitBook {
+                    code: m.code.clone(),
+                    ts: m.last_sent_ts,
+                    bids: m.last_sent.0.clone(),
+                    asks: m.last_sent.1.clone(),
+                }));
                 continue;
             }
             let top = m.book.top(30);

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use tungstenite::{Message, WebSocket};
 
+use super::bad_input::Stream;
 use super::events::Out;
 use super::faults::FaultKind;
 use super::http::Conn;
@@ -33,6 +34,10 @@ pub trait Session {
     fn tick(&mut self, sh: &Shared, out: &mut Vec<WsOut>) -> bool;
     /// A pong arrived.
     fn on_pong(&mut self) {}
+    /// True for a private (account) stream.
+    fn private(&self) -> bool {
+        false
+    }
 }
 
 /// Runs a session until the client leaves, a fault closes it, or the simulator stops.
@@ -52,6 +57,7 @@ pub fn run(
     let mut held: Option<Message> = None;
     let mut stall_until: Option<Instant> = None;
     let mut next_fault_check = Instant::now() + Duration::from_secs(1);
+    let mut bad_first_done = false;
     loop {
         if sh.stopping() || sh.venue_down(upbit) {
             let _ = ws.close(None);
@@ -135,8 +141,35 @@ pub fn run(
             .unwrap_or(0.0);
         let reo_p =
             sh.cfg.faults.active(FaultKind::ReorderMessages, upbit, el).map(|s| s.p).unwrap_or(0.0);
+        let bad_p =
+            sh.cfg.faults.active(FaultKind::BadInput, upbit, el).map(|s| s.p).unwrap_or(0.0);
         for o in pending.drain(..) {
             let is_data = matches!(o.msg, Message::Text(_) | Message::Binary(_));
+            // The first data message of a connection in the window always gets one (a
+            // private stream may carry only a few messages).
+            if is_data && bad_p > 0.0 && (!bad_first_done || sh.chance(bad_p)) {
+                bad_first_done = true;
+                let stream = match (upbit, s.private()) {
+                    (true, false) => Stream::UpbitMd,
+                    (true, true) => Stream::UpbitPrivate,
+                    (false, false) => Stream::BinanceMd,
+                    (false, true) => Stream::BinanceUser,
+                };
+                let original: &[u8] = match &o.msg {
+                    Message::Text(t) => t.as_bytes(),
+                    Message::Binary(b) => b,
+                    _ => &[],
+                };
+                let b = sh.bad_frame(stream, original);
+                let m = match String::from_utf8(b.bytes) {
+                    Ok(t) if !b.binary && !upbit => Message::text(t),
+                    Ok(t) => Message::binary(t.into_bytes()),
+                    Err(e) => Message::binary(e.into_bytes()),
+                };
+                if !write(&mut ws, m) {
+                    return;
+                }
+            }
             if is_data && o.md && sh.chance(drop_p) {
                 sh.counters.ws_dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
