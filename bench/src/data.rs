@@ -158,3 +158,13 @@ pub fn upbit_best_bid(msg: &[u8]) -> Option<i64> {
     let n = msg[i..].iter().take_while(|c| c.is_ascii_digit() || **c == b'.').count();
     std::str::from_utf8(&msg[i..i + n]).ok()?.parse::<f64>().ok().map(|v| v as i64)
 }
+
+/// Where the exchange timestamp's digits are in an Upbit book (`"timestamp":` or
+/// `"tms":`): (offset, length).
+pub fn upbit_ts_digits(msg: &[u8]) -> Option<(usize, usize)> {
+    [&b"\"timestamp\":"[..], &b"\"tms\":"[..]].into_iter().find_map(|k| {
+        let i = msg.windows(k.len()).position(|w| w == k)? + k.len();
+        let n = msg[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        (n > 0).then_some((i, n))
+    })
+}

@@ -86,8 +86,8 @@ fn main() -> Result<()> {
     }
     let up = data::Upbit::load()?;
     if let Some(n) = args.callgrind {
-        let stream = tick::Stream::build(&bin, &up)?;
-        let (orders, closed) = tick::callgrind_loop(&stream, 20_000, n)?;
+        let mut stream = tick::Stream::build(&bin, &up)?;
+        let (orders, closed) = tick::callgrind_loop(&mut stream, 20_000, n)?;
         println!("callgrind: {n} messages measured; orders {orders}, pairs closed {closed}");
         return Ok(());
     }
@@ -108,8 +108,8 @@ fn main() -> Result<()> {
     let parsed = depth::Parsed::new(&bin);
     if wants(&args, "tick") {
         println!("\n== tick-to-order, in process ({msgs} messages after {warm} warm-up)");
-        let stream = tick::Stream::build(&bin, &up)?;
-        report.insert("tick_to_order".into(), tick::run(&stream, warm, msgs)?);
+        let mut stream = tick::Stream::build(&bin, &up)?;
+        report.insert("tick_to_order".into(), tick::run(&mut stream, warm, msgs)?);
     }
     if wants(&args, "throughput") {
         println!("\n== throughput, one core: Binance depth (real stream)");

@@ -48,11 +48,16 @@ enum Kind {
     UpbitUsdt,
 }
 
+/// Digits of the exchange timestamp the harness writes into every Upbit book (ms since
+/// the epoch, so 13 digits until the year 2286).
+const TS_DIGITS: usize = 13;
+
 /// The message schedule of one pass over the Binance file.
 #[derive(Debug)]
 pub struct Stream {
     arena: Vec<u8>,
-    items: Vec<(Kind, u32, u32)>,
+    /// (kind, start, length, offset of the Upbit timestamp digits in the payload).
+    items: Vec<(Kind, u32, u32, u32)>,
 }
 
 impl Stream {
@@ -86,30 +91,52 @@ impl Stream {
             _ => return Err(anyhow!("the KRW-USDT fixture does not parse")),
         };
         let mut s = Self { arena: Vec::new(), items: Vec::new() };
-        s.push(Kind::Snapshot, &bin.snapshot);
+        s.push(Kind::Snapshot, &bin.snapshot)?;
         let mut k = 0usize;
         for (i, f) in bin.frames.iter().enumerate() {
-            s.push(Kind::Depth, f);
+            s.push(Kind::Depth, f)?;
             if i % 3 == 2 {
                 let tmpl = &up.krw_btc[k % up.krw_btc.len()];
                 let prem = if (k / REGIME).is_multiple_of(2) { HIGH } else { LOW };
                 let target = mids[i] * fx_ask * (1.0 + prem);
                 let target = (target / 1_000.0).floor() as i64 * 1_000;
                 let bid = data::upbit_best_bid(tmpl).ok_or_else(|| anyhow!("no bid"))?;
-                s.push(Kind::UpbitBtc, &data::shift_upbit_prices(tmpl, target - bid));
+                s.push(Kind::UpbitBtc, &data::shift_upbit_prices(tmpl, target - bid))?;
                 k += 1;
             }
             if i % 20 == 10 {
-                s.push(Kind::UpbitUsdt, &up.krw_usdt);
+                s.push(Kind::UpbitUsdt, &up.krw_usdt)?;
             }
         }
         Ok(s)
     }
 
-    fn push(&mut self, k: Kind, b: &[u8]) {
+    fn push(&mut self, k: Kind, b: &[u8]) -> Result<()> {
         let start = self.arena.len() as u32;
+        let ts = match k {
+            Kind::UpbitBtc | Kind::UpbitUsdt => match data::upbit_ts_digits(b) {
+                Some((at, TS_DIGITS)) => at as u32,
+                _ => return Err(anyhow!("an Upbit book without a 13-digit timestamp")),
+            },
+            Kind::Snapshot | Kind::Depth => 0,
+        };
         self.arena.extend_from_slice(b);
-        self.items.push((k, start, b.len() as u32));
+        self.items.push((k, start, b.len() as u32, ts));
+        Ok(())
+    }
+
+    /// Writes `ms` as the exchange time of the Upbit book at `idx`. A live feed sends each
+    /// book with a later time than the one before; the engine ignores an older book and
+    /// lets a book whose time stops advancing go stale, so the looped fixtures are
+    /// re-stamped as they are sent (outside the timed region).
+    #[inline]
+    fn stamp(&mut self, idx: usize, mut ms: u64) {
+        let (_, start, _, ts) = self.items[idx];
+        let at = (start + ts) as usize;
+        for d in self.arena[at..at + TS_DIGITS].iter_mut().rev() {
+            *d = b'0' + (ms % 10) as u8;
+            ms /= 10;
+        }
     }
 }
 
@@ -124,6 +151,8 @@ struct Rig {
     pending: Vec<OrderRequest>,
     now: Nanos,
     trade_id: u64,
+    /// Exchange time (ms) of the last Upbit book sent.
+    upbit_ms: u64,
     venues: Vec<Venue>,
     wire_bytes: u64,
     orders: u64,
@@ -171,6 +200,7 @@ impl Rig {
             pending: Vec::with_capacity(256),
             now: Nanos::from_ms(1_000),
             trade_id: 0,
+            upbit_ms: 1_773_240_000_000,
             venues: markets.instruments.iter().map(|i| i.venue).collect(),
             wire_bytes: 0,
             orders: 0,
@@ -257,6 +287,8 @@ struct Hists {
     parse: Histogram<u64>,
     engine: Histogram<u64>,
     encode: Histogram<u64>,
+    parse_o: Histogram<u64>,
+    engine_o: Histogram<u64>,
     frame: Histogram<u64>,
     t2o: Histogram<u64>,
     first: Histogram<u64>,
@@ -265,13 +297,15 @@ struct Hists {
 }
 
 /// Runs `warmup` messages untimed, then `n` measured ones; returns the report section.
-pub fn run(stream: &Stream, warmup: u64, n: u64) -> Result<Value> {
+pub fn run(stream: &mut Stream, warmup: u64, n: u64) -> Result<Value> {
     let markets = testkit::btc_markets();
     let mut rig = Rig::new(&markets)?;
     let mut h = Hists {
         parse: hist(),
         engine: hist(),
         encode: hist(),
+        parse_o: hist(),
+        engine_o: hist(),
         frame: hist(),
         t2o: hist(),
         first: hist(),
@@ -301,6 +335,8 @@ pub fn run(stream: &Stream, warmup: u64, n: u64) -> Result<Value> {
     for (name, x) in [
         ("parse", &h.parse),
         ("engine", &h.engine),
+        ("  parse (msgs with orders)", &h.parse_o),
+        ("  engine (msgs with orders)", &h.engine_o),
         ("encode+sign (msgs with orders)", &h.encode),
         ("total per message", &h.frame),
         ("  binance depth frames", &h.depth),
@@ -325,6 +361,8 @@ pub fn run(stream: &Stream, warmup: u64, n: u64) -> Result<Value> {
         "wall_s": wall.as_secs_f64(),
         "parse": pct(&h.parse),
         "engine": pct(&h.engine),
+        "parse_msgs_with_orders": pct(&h.parse_o),
+        "engine_msgs_with_orders": pct(&h.engine_o),
         "encode_sign": pct(&h.encode),
         "total_per_message": pct(&h.frame),
         "binance_depth_frame": pct(&h.depth),
@@ -343,10 +381,14 @@ pub fn run(stream: &Stream, warmup: u64, n: u64) -> Result<Value> {
 
 /// One message through the whole path; timed when `h` is given.
 #[inline(always)]
-fn step(rig: &mut Rig, s: &Stream, idx: usize, h: Option<&mut Hists>) {
-    let (kind, start, len) = s.items[idx];
-    let payload = &s.arena[start as usize..(start + len) as usize];
+fn step(rig: &mut Rig, s: &mut Stream, idx: usize, h: Option<&mut Hists>) {
+    let (kind, start, len, _) = s.items[idx];
     rig.now = rig.now.plus(Nanos::from_us(100));
+    if matches!(kind, Kind::UpbitBtc | Kind::UpbitUsdt) {
+        rig.upbit_ms += 1;
+        s.stamp(idx, rig.upbit_ms);
+    }
+    let payload = &s.arena[start as usize..(start + len) as usize];
     let t0 = Instant::now();
     let parsed = match kind {
         Kind::Depth => rig.bp.parse(payload),
@@ -378,6 +420,8 @@ fn step(rig: &mut Rig, s: &Stream, idx: usize, h: Option<&mut Hists>) {
             Kind::Snapshot => {}
         }
         if orders > 0 {
+            let _ = h.parse_o.record(ns(t0, t1).max(1));
+            let _ = h.engine_o.record(ns(t1, t2).max(1));
             let _ = h.encode.record(ns(t2, t3).max(1));
             let _ = h.t2o.record(total);
             if let Some(f) = first {
@@ -391,7 +435,7 @@ fn step(rig: &mut Rig, s: &Stream, idx: usize, h: Option<&mut Hists>) {
 /// The loop `bench/callgrind.sh` counts instructions of: `n` messages through parse,
 /// engine and encode+sign, no clocks. Deterministic input, so Ir is stable across runs.
 #[inline(never)]
-pub fn callgrind_loop(stream: &Stream, warmup: u64, n: u64) -> Result<(u64, u64)> {
+pub fn callgrind_loop(stream: &mut Stream, warmup: u64, n: u64) -> Result<(u64, u64)> {
     let markets = testkit::btc_markets();
     let mut rig = Rig::new(&markets)?;
     for i in 0..warmup as usize {
@@ -404,17 +448,21 @@ pub fn callgrind_loop(stream: &Stream, warmup: u64, n: u64) -> Result<(u64, u64)
 
 /// Kept out of line so callgrind can toggle collection on exactly this function.
 #[inline(never)]
-fn callgrind_measured(rig: &mut Rig, stream: &Stream, start: usize, n: u64) {
+fn callgrind_measured(rig: &mut Rig, stream: &mut Stream, start: usize, n: u64) {
     for k in 0..n as usize {
         plain_step(rig, stream, (start + k) % stream.items.len());
     }
 }
 
 #[inline(always)]
-fn plain_step(rig: &mut Rig, s: &Stream, idx: usize) {
-    let (kind, start, len) = s.items[idx];
-    let payload = &s.arena[start as usize..(start + len) as usize];
+fn plain_step(rig: &mut Rig, s: &mut Stream, idx: usize) {
+    let (kind, start, len, _) = s.items[idx];
     rig.now = rig.now.plus(Nanos::from_us(100));
+    if matches!(kind, Kind::UpbitBtc | Kind::UpbitUsdt) {
+        rig.upbit_ms += 1;
+        s.stamp(idx, rig.upbit_ms);
+    }
+    let payload = &s.arena[start as usize..(start + len) as usize];
     let parsed = match kind {
         Kind::Depth => rig.bp.parse(payload),
         Kind::Snapshot => rig.bp.parse_snapshot(BTCUSDT, payload),
