@@ -10,10 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use kimp::runtime::bridge::{BridgeCounts, Sidecars};
 use kimp::runtime::clock::Clock;
 use kimp::runtime::config::Config;
 use kimp::runtime::demo::{demo_sim, point_at, sim_keys};
 use kimp::runtime::journal::Journal;
+use kimp::runtime::journal::{DiskFaults, Published, Tail};
+use kimp::runtime::metrics::LoopSummary;
 use kimp::runtime::record_codec::Entry;
 use kimp::runtime::run::{self, BuildOptions};
 use kimp::runtime::trading_loop::{Counters, Out, TradingLoop};
@@ -25,6 +28,7 @@ use kimp_core::event::{Control, RejectReason, Side};
 use kimp_core::instrument::Venue;
 use kimp_core::order::ClientId;
 use kimp_core::units::Nanos;
+use kimp_sidecars::store::StoreStats;
 
 /// A fresh directory under the system temp dir.
 pub fn tmp(name: &str) -> PathBuf {
@@ -73,6 +77,8 @@ pub struct Log {
     pub alerts: Vec<(Instant, Alert)>,
     /// Latest counters.
     pub counters: Counters,
+    /// The loop's per-interval latency summaries, stamped when seen.
+    pub loops: Vec<(Instant, LoopSummary)>,
 }
 
 impl Log {
@@ -100,6 +106,32 @@ pub struct E2e {
     pub started: Instant,
     stop: Arc<AtomicBool>,
     trading: Option<JoinHandle<TradingLoop>>,
+    /// This run's epoch (the store's event sequence counts from its `Epoch` entry).
+    pub epoch: u32,
+    /// The journal's fault injection (disk full).
+    pub disk: Arc<DiskFaults>,
+    /// The journal's write position (segment, slots written), live.
+    pub journal_pos: Arc<Published>,
+    /// A second reader of the journal, for tests that compare live (started with the loop).
+    pub tail: Option<Tail>,
+    /// The sidecars (store, alerts, bridge), when started.
+    pub sidecars: Option<Sidecars>,
+    /// While set, the observer stops reading the loop's channel (a stuck consumer).
+    pub observer_paused: Arc<AtomicBool>,
+}
+
+/// Options of [`E2e::start_opts`].
+#[derive(Debug, Clone, Default)]
+pub struct E2eOpts {
+    /// Start the sidecars (journal tail → store, bridge, alerts) as `kimp run` does; the
+    /// observer then passes everything it reads on to the bridge.
+    pub sidecars: bool,
+    /// Journal segment size in bytes (default: the configuration's).
+    pub segment_bytes: Option<u64>,
+    /// Capacity of the loop → sidecars channel (default: the runtime's).
+    pub out_capacity: Option<usize>,
+    /// Disk full before the loop starts (segment reservations fail).
+    pub enospc: bool,
 }
 
 impl std::fmt::Debug for E2e {
@@ -120,6 +152,12 @@ pub struct Finished {
     pub journal: Vec<(Nanos, Entry)>,
     /// Directory.
     pub dir: PathBuf,
+    /// This run's epoch.
+    pub epoch: u32,
+    /// The store's counters (sidecars started).
+    pub store: Option<Arc<StoreStats>>,
+    /// The bridge's counters (sidecars started).
+    pub bridge: Option<Arc<BridgeCounts>>,
 }
 
 impl std::fmt::Debug for Finished {
@@ -138,22 +176,71 @@ impl E2e {
     /// Starts a runtime against a running simulator with the journal in `dir` (kept, so
     /// a restart replays it).
     pub fn start_on(sim: SimHandle, dir: PathBuf, tweak: impl FnOnce(&mut Config)) -> E2e {
+        Self::start_opts(sim, dir, tweak, E2eOpts::default())
+    }
+
+    /// [`E2e::start_on`] with options (sidecars, journal segment size, channel capacity,
+    /// disk full from the start).
+    pub fn start_opts(
+        sim: SimHandle,
+        dir: PathBuf,
+        tweak: impl FnOnce(&mut Config),
+        opts: E2eOpts,
+    ) -> E2e {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut cfg = demo_config();
         point_at(&mut cfg, &sim, &dir);
         tweak(&mut cfg);
-        let rt = run::build(&cfg, &sim_keys(), &BuildOptions::default()).expect("runtime");
+        let bo = BuildOptions {
+            journal_segment_bytes: opts.segment_bytes,
+            out_capacity: opts.out_capacity,
+            ..BuildOptions::default()
+        };
+        let mut rt = run::build(&cfg, &sim_keys(), &bo).expect("runtime");
+        let disk = rt.tl.core.journal.disk_faults();
+        disk.enospc.store(opts.enospc, Ordering::Relaxed);
+        let tail = Tail::new(&rt.tl.core.journal);
+        let journal_pos = rt.tl.core.journal.shared();
         let log = Arc::new(Mutex::new(Log::default()));
+        let observer_paused = Arc::new(AtomicBool::new(false));
+        let (tee_tx, tee_rx) =
+            crossbeam_channel::bounded::<Out>(opts.out_capacity.unwrap_or(run::OUT_CAPACITY));
+        let sidecars = opts.sidecars.then(|| {
+            // Like `kimp run`: the journal tail feeds the store; the observer below hands
+            // the bridge what the loop sends.
+            let journal_tail =
+                std::mem::replace(&mut rt.journal_tail, Tail::new(&rt.tl.core.journal));
+            Sidecars::start(
+                &cfg,
+                &rt.tl.core.markets,
+                rt.tl.clock,
+                tee_rx,
+                journal_tail,
+                rt.control_tx.clone(),
+            )
+            .expect("sidecars")
+        });
+        let tee = opts.sidecars.then_some(tee_tx);
         {
             // Detached: it ends when the loop (the sender) is dropped.
-            let (rx, log) = (rt.out_rx.clone(), log.clone());
+            let (rx, log, paused) = (rt.out_rx.clone(), log.clone(), observer_paused.clone());
             std::thread::spawn(move || {
-                while let Ok(o) = rx.recv() {
-                    let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
-                    match o {
-                        Out::Alert(a) => l.alerts.push((Instant::now(), a)),
-                        Out::Counters(c) => l.counters = c,
-                        _ => {}
+                loop {
+                    while paused.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    let Ok(o) = rx.recv() else { return };
+                    {
+                        let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+                        match o {
+                            Out::Alert(a) => l.alerts.push((Instant::now(), a)),
+                            Out::Counters(c) => l.counters = c,
+                            Out::Loop(s) => l.loops.push((Instant::now(), s)),
+                            _ => {}
+                        }
+                    }
+                    if let Some(t) = &tee {
+                        let _ = t.try_send(o);
                     }
                 }
             });
@@ -162,6 +249,7 @@ impl E2e {
         let loop_stop = stop.clone();
         let control = rt.control_tx.clone();
         let clock = rt.tl.clock;
+        let epoch = rt.epoch;
         let mut tl = rt.tl;
         let trading = std::thread::spawn(move || {
             tl.run(&loop_stop, Duration::from_secs(5)).expect("trading loop");
@@ -177,6 +265,21 @@ impl E2e {
             started: Instant::now(),
             stop,
             trading: Some(trading),
+            epoch,
+            disk,
+            journal_pos,
+            tail: Some(tail),
+            sidecars,
+            observer_paused,
+        }
+    }
+
+    /// Stops (`true`) or restarts draining the loop's channel and the journal tail: the
+    /// observer and, when started, the sidecars' bridge and journal tail.
+    pub fn pause_consumers(&self, on: bool) {
+        self.observer_paused.store(on, Ordering::Relaxed);
+        if let Some(s) = &self.sidecars {
+            s.pause(on);
         }
     }
 
@@ -224,12 +327,29 @@ impl E2e {
         self.set_premium(0.015);
         self.stop.store(true, Ordering::Relaxed);
         let tl = self.trading.take().expect("running").join().expect("trading loop panicked");
+        self.pause_consumers(false);
+        let (mut store, mut bridge) = (None, None);
+        if let Some(s) = self.sidecars.take() {
+            store = s.board.store();
+            bridge = Some(s.counts.clone());
+            // The tail reads the rest of the journal; the store writes and ships it.
+            s.shutdown();
+        }
         let journal_dir = self.cfg.runtime.journal_dir.clone();
         let seg = self.cfg.runtime.journal_segment_mib << 20;
         let journal = Journal::open(&journal_dir, seg).map(|(_, r)| r.entries).unwrap_or_default();
         // The observer ends when the loop's sender is gone.
         let log = std::mem::take(&mut *self.log.lock().unwrap_or_else(|p| p.into_inner()));
-        Finished { tl, sim: self.sim, log, journal, dir: self.dir }
+        Finished {
+            tl,
+            sim: self.sim,
+            log,
+            journal,
+            dir: self.dir,
+            epoch: self.epoch,
+            store,
+            bridge,
+        }
     }
 }
 
@@ -380,4 +500,282 @@ pub fn verdict(f: &Finished) -> Verdict {
 /// Nearest-rank percentile.
 pub fn pct(v: &[u64], p: f64) -> u64 {
     kimp::dst::check::pct(v, p)
+}
+
+/// An ILP-over-TCP receiver standing in for QuestDB: records every complete line it reads.
+/// [`IlpReceiver::kill_mid_batch`] dies in the middle of a batch: it keeps the first half
+/// of the next chunk it reads, drops the rest and resets the connection.
+pub struct IlpReceiver {
+    /// The port.
+    pub port: u16,
+    lines: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    cut: Arc<AtomicBool>,
+    /// Bytes dropped by the cut (read but not committed); `usize::MAX` until it happened.
+    cut_dropped: Arc<std::sync::atomic::AtomicUsize>,
+    conns: Arc<Mutex<Vec<std::net::TcpStream>>>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for IlpReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IlpReceiver").field("port", &self.port).finish_non_exhaustive()
+    }
+}
+
+/// A loopback port nobody listens on (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+impl IlpReceiver {
+    /// Listens on `port` (0 = any), retrying while a dying predecessor still holds it.
+    pub fn start(port: u16) -> Self {
+        let end = Instant::now() + Duration::from_secs(3);
+        let l = loop {
+            match std::net::TcpListener::bind(("127.0.0.1", port)) {
+                Ok(l) => break l,
+                Err(e) if Instant::now() >= end => panic!("bind 127.0.0.1:{port}: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        let port = l.local_addr().expect("addr").port();
+        l.set_nonblocking(true).expect("nonblocking");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let cut = Arc::new(AtomicBool::new(false));
+        let cut_dropped = Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let (li, st, cu, cd, co) =
+            (lines.clone(), stop.clone(), cut.clone(), cut_dropped.clone(), conns.clone());
+        let accept = std::thread::spawn(move || {
+            while !st.load(Ordering::Acquire) {
+                match l.accept() {
+                    Ok((s, _)) => {
+                        s.set_nonblocking(false).expect("blocking");
+                        s.set_read_timeout(Some(Duration::from_millis(20))).expect("timeout");
+                        co.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(s.try_clone().expect("clone"));
+                        let (li, st, cu, cd) = (li.clone(), st.clone(), cu.clone(), cd.clone());
+                        std::thread::spawn(move || ilp_read(s, &li, &st, &cu, &cd));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        Self { port, lines, stop, cut, cut_dropped, conns, accept: Some(accept) }
+    }
+
+    /// Lines received so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Dies like a killed server: stops listening and resets every connection; bytes the
+    /// client wrote that were not read yet are lost.
+    pub fn kill(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        for c in self.conns.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        if let Some(a) = self.accept.take() {
+            let _ = a.join();
+        }
+    }
+
+    /// Dies in the middle of the next batch it reads (waits up to `secs` for one), then
+    /// stops listening. Returns the bytes it read but dropped, `None` if no batch came.
+    pub fn kill_mid_batch(&mut self, secs: f64) -> Option<usize> {
+        self.cut.store(true, Ordering::Release);
+        let ok = wait_for(secs, || self.cut_dropped.load(Ordering::Acquire) != usize::MAX);
+        self.kill();
+        ok.then(|| self.cut_dropped.load(Ordering::Acquire))
+    }
+}
+
+impl Drop for IlpReceiver {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn ilp_read(
+    mut s: std::net::TcpStream,
+    lines: &Mutex<Vec<String>>,
+    stop: &AtomicBool,
+    cut: &AtomicBool,
+    cut_dropped: &std::sync::atomic::AtomicUsize,
+) {
+    use std::io::Read;
+    let mut pending = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    while !stop.load(Ordering::Acquire) {
+        match s.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                let cutting = n > 1 && cut.swap(false, Ordering::AcqRel);
+                let keep = if cutting { n / 2 } else { n };
+                pending.extend_from_slice(&buf[..keep]);
+                while let Some(i) = pending.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=i).collect();
+                    let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+                    lines.lock().unwrap_or_else(|p| p.into_inner()).push(text);
+                }
+                if cutting {
+                    // A half-read batch: the partial line and the rest are never committed.
+                    cut_dropped.store(n - keep + pending.len(), Ordering::Release);
+                    let _ = s.shutdown(std::net::Shutdown::Both);
+                    return;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Identity of a trading row in the store: (table, journal sequence, client id or "").
+pub type RowId = (String, i64, String);
+
+/// The trading rows the store must hold for `entries` — one run's journal entries after
+/// its `Epoch`, in order (the store numbers them from 1).
+pub fn expected_rows(entries: &[(Nanos, Entry)]) -> std::collections::BTreeSet<RowId> {
+    let mut out = std::collections::BTreeSet::new();
+    for (i, (_, e)) in entries.iter().enumerate() {
+        let seq = i as i64 + 1;
+        let Entry::Record(r) = e else { continue };
+        let row = |t: &str, cl: String| (t.to_string(), seq, cl);
+        match r {
+            Record::Intent { orders, .. } => {
+                for cl in orders.iter().flatten() {
+                    out.insert(row("orders", cl.to_string()));
+                }
+            }
+            Record::Order(o) => {
+                out.insert(row("orders", o.cl_id.to_string()));
+            }
+            Record::OrderState { cl_id, .. } => {
+                out.insert(row("orders", cl_id.to_string()));
+            }
+            Record::Fill { cl_id, .. } => {
+                out.insert(row("fills", cl_id.to_string()));
+            }
+            Record::Pair(_) => {
+                out.insert(row("pairs", String::new()));
+            }
+            Record::Trading { .. } => {
+                out.insert(row("trading", String::new()));
+            }
+        }
+    }
+    out
+}
+
+/// This run's entries from a whole journal: after `Epoch(epoch)`, up to the next epoch.
+pub fn run_entries(journal: &[(Nanos, Entry)], epoch: u32) -> Vec<(Nanos, Entry)> {
+    let start = journal.iter().position(|(_, e)| *e == Entry::Epoch(epoch)).map_or(0, |i| i + 1);
+    journal[start..].iter().take_while(|(_, e)| !matches!(e, Entry::Epoch(_))).cloned().collect()
+}
+
+/// The row identity QuestDB's `DEDUP UPSERT KEYS` apply (docs/questdb.md).
+pub fn dedup_key(l: &kimp_sidecars::store::ilp::IlpLine) -> String {
+    use kimp_sidecars::store::ilp::FieldValue;
+    let f = |k: &str| match l.field(k) {
+        Some(FieldValue::I64(v)) => v.to_string(),
+        Some(FieldValue::Str(s)) => s.clone(),
+        other => format!("{other:?}"),
+    };
+    let t = |k: &str| l.tag(k).unwrap_or("").to_string();
+    let rest = match l.table.as_str() {
+        "fills" => format!("{}|{}", t("venue"), f("trade_id")),
+        "orders" => format!("{}|{}", f("cl_id"), f("event_seq")),
+        "pairs" => format!("{}|{}", f("pair"), t("to_state")),
+        "trading" => f("event_seq"),
+        "kimp" => t("coin"),
+        "bbo" | "funding" => format!("{}|{}", t("venue"), t("symbol")),
+        "fx" => t("source"),
+        "latency" => t("stage"),
+        "candles_1m" => format!("{}|{}", t("venue"), t("coin")),
+        other => format!("?{other}"),
+    };
+    format!("{}|{}|{rest}", l.table, l.ts.unwrap_or(-1))
+}
+
+/// What the ILP receiver holds against the journal.
+#[derive(Debug, Default, Clone)]
+pub struct StoreCheck {
+    /// Lines received (re-sends included).
+    pub lines: usize,
+    /// Rows left after applying the dedup keys.
+    pub distinct: usize,
+    /// Trading rows the journal implies.
+    pub expected: usize,
+    /// Expected rows missing from the receiver (must be 0).
+    pub lost: usize,
+    /// Trading rows present under more than one dedup key, i.e. still duplicated after
+    /// dedup (must be 0).
+    pub dup_after_dedup: usize,
+    /// Lines that did not parse.
+    pub bad: usize,
+    /// Two different rows under one dedup key (QuestDB would keep only one: must be 0).
+    pub conflicts: usize,
+}
+
+/// Compares received ILP lines with the rows the journal implies.
+pub fn check_store(expected: &std::collections::BTreeSet<RowId>, lines: &[String]) -> StoreCheck {
+    use kimp_sidecars::store::ilp::{FieldValue, parse_line};
+    let mut c = StoreCheck { lines: lines.len(), expected: expected.len(), ..Default::default() };
+    let mut by_key: HashMap<String, String> = HashMap::new();
+    let mut rows: HashMap<RowId, usize> = HashMap::new();
+    for line in lines {
+        let Ok(l) = parse_line(line.as_bytes()) else {
+            c.bad += 1;
+            continue;
+        };
+        let k = dedup_key(&l);
+        match by_key.get(&k) {
+            Some(prev) if prev != line => c.conflicts += 1,
+            Some(_) => continue,
+            None => {}
+        }
+        by_key.insert(k, line.clone());
+        if !matches!(l.table.as_str(), "orders" | "fills" | "pairs" | "trading") {
+            continue;
+        }
+        let seq = match l.field("event_seq") {
+            Some(FieldValue::I64(v)) => *v,
+            _ => -1,
+        };
+        let cl = match (l.table.as_str(), l.field("cl_id")) {
+            ("orders" | "fills", Some(FieldValue::Str(s))) => s.clone(),
+            _ => String::new(),
+        };
+        *rows.entry((l.table.clone(), seq, cl)).or_insert(0) += 1;
+    }
+    c.distinct = by_key.len();
+    c.lost = expected.iter().filter(|r| !rows.contains_key(*r)).count();
+    c.dup_after_dedup = rows.values().filter(|&&n| n > 1).count();
+    c
+}
+
+/// Per-interval latency summaries seen between `from` and `to`: (p99 of the turn stage,
+/// p99 of the engine stage, longest turn), ns.
+pub fn loop_p99(log: &Log, from: Instant, to: Instant) -> Vec<(u64, u64, u64)> {
+    use kimp::runtime::metrics::Stage;
+    log.loops
+        .iter()
+        .filter(|(t, _)| *t >= from && *t < to)
+        .map(|(_, s)| {
+            (
+                s.stages[Stage::Turn as usize].p99,
+                s.stages[Stage::Engine as usize].p99,
+                s.turn_max_ns,
+            )
+        })
+        .collect()
 }

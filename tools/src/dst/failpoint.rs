@@ -10,6 +10,9 @@
 //! Names: `after_intent`, `after_leg1_sent`, `after_leg2_sent`, `after_fill`,
 //! `torn_append` (an order record is half written — its checksum never lands — and the
 //! process dies before the order is sent).
+//!
+//! Storage faults do not kill: `journal_enospc@N` makes the N-th journal segment
+//! reservation and every later one fail with ENOSPC (a disk that stays full; R13).
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +47,16 @@ fn armed() -> Option<&'static Armed> {
 pub fn fires(name: &str) -> bool {
     match armed() {
         Some(a) if a.name == name => HITS.fetch_add(1, Ordering::Relaxed) + 1 == a.nth,
+        _ => false,
+    }
+}
+
+/// True when failpoint `name` is armed and this hit is the N-th or a later one (a fault
+/// that persists once it started, like a full disk).
+#[inline]
+pub fn from(name: &str) -> bool {
+    match armed() {
+        Some(a) if a.name == name => HITS.fetch_add(1, Ordering::Relaxed) + 1 >= a.nth,
         _ => false,
     }
 }

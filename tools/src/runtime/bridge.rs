@@ -2,9 +2,14 @@
 //! tailed into the store (trading records, never dropped — the loop never waits for
 //! them), telemetry goes to the store and the status board, alerts go through the alert
 //! rules to the log and Telegram. The loop only ever does a `try_send`.
+//!
+//! [`Sidecars::pause`] stops the bridge and the journal tail from draining (a slow or
+//! stuck sidecar, RELIABILITY.md R14): the loop's channel fills and telemetry is dropped
+//! and counted there, while trading records wait in the journal and reach the store when
+//! the tail resumes.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -14,7 +19,7 @@ use kimp_core::action::Telemetry;
 use kimp_core::engine::Markets;
 use kimp_core::event::Control;
 use kimp_core::units::Nanos;
-use kimp_sidecars::alerts::{self, AlertInput, AlertMsg, AlertsConfig, AlertsHandle};
+use kimp_sidecars::alerts::{self, AlertInput, AlertMsg, AlertsConfig, AlertsHandle, Severity};
 use kimp_sidecars::names::Names;
 use kimp_sidecars::status::StatusBoard;
 use kimp_sidecars::store::{LatencySample, QuestDbConf, Store, StoreConfig, StoreEvent, StoreTx};
@@ -36,6 +41,20 @@ pub struct Sidecars {
     alerts: Option<AlertsHandle>,
     threads: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
+    paused: Arc<AtomicBool>,
+    /// What the bridge counted.
+    pub counts: Arc<BridgeCounts>,
+}
+
+/// The bridge's counters.
+#[derive(Debug, Default)]
+pub struct BridgeCounts {
+    /// Alerts dropped because the alert rules' queue was full.
+    pub alert_drops: AtomicU64,
+    /// Journal disk-full alerts raised (once per condition).
+    pub journal_alerts: AtomicU64,
+    /// Journal entries handed to the store.
+    pub records: AtomicU64,
 }
 
 impl std::fmt::Debug for Sidecars {
@@ -102,24 +121,45 @@ impl Sidecars {
         let alerts =
             alerts::spawn(AlertsConfig::default(), names, Some(board.clone()), alert_rx, tg_out)?;
         let stop = Arc::new(AtomicBool::new(false));
+        let paused = Arc::new(AtomicBool::new(false));
+        let counts = Arc::new(BridgeCounts::default());
         let mut threads = Vec::new();
         {
             let (tx, board, stop) = (store.tx(), board.clone(), stop.clone());
-            threads.push(
-                std::thread::Builder::new()
-                    .name("kimp-journal-tail".into())
-                    .spawn(move || tail_journal(&mut tail, &tx, &board, &clock, &stop))?,
-            );
+            let (paused, counts) = (paused.clone(), counts.clone());
+            threads.push(std::thread::Builder::new().name("kimp-journal-tail".into()).spawn(
+                move || {
+                    let gate = Gate { stop: &stop, paused: &paused };
+                    tail_journal(&mut tail, &tx, &board, &clock, gate, &counts)
+                },
+            )?);
         }
         {
-            let (tx, board) = (store.tx(), board.clone());
-            threads.push(
-                std::thread::Builder::new()
-                    .name("kimp-bridge".into())
-                    .spawn(move || bridge(out_rx, &tx, &board, &alert_tx, &clock))?,
-            );
+            let (tx, board, stop) = (store.tx(), board.clone(), stop.clone());
+            let (paused, counts) = (paused.clone(), counts.clone());
+            threads.push(std::thread::Builder::new().name("kimp-bridge".into()).spawn(
+                move || {
+                    let gate = Gate { stop: &stop, paused: &paused };
+                    bridge(out_rx, &tx, &board, &alert_tx, &clock, gate, &counts)
+                },
+            )?);
         }
-        Ok(Sidecars { board, store: Some(store), telegram, alerts: Some(alerts), threads, stop })
+        Ok(Sidecars {
+            board,
+            store: Some(store),
+            telegram,
+            alerts: Some(alerts),
+            threads,
+            stop,
+            paused,
+            counts,
+        })
+    }
+
+    /// Stops (`true`) or restarts (`false`) draining the loop's channel and the journal:
+    /// a stuck sidecar, for tests and drills. Shutdown still completes while paused.
+    pub fn pause(&self, on: bool) {
+        self.paused.store(on, Ordering::Relaxed);
     }
 
     /// Stops the bridge threads once the loop has stopped (its channel closed), flushes
@@ -143,6 +183,23 @@ impl Sidecars {
     }
 }
 
+/// The bridge threads' stop and pause flags.
+#[derive(Clone, Copy)]
+struct Gate<'a> {
+    stop: &'a AtomicBool,
+    paused: &'a AtomicBool,
+}
+
+impl Gate<'_> {
+    /// Waits while paused (not once stopping); true when stopping.
+    fn hold(&self) -> bool {
+        while self.paused.load(Ordering::Relaxed) && !self.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
 /// Follows the journal into the store. A full record queue is waited out here (the loop
 /// is not involved), so no trading record is ever dropped.
 fn tail_journal(
@@ -150,13 +207,14 @@ fn tail_journal(
     tx: &StoreTx,
     board: &StatusBoard,
     clock: &Clock,
-    stop: &AtomicBool,
+    gate: Gate<'_>,
+    counts: &BridgeCounts,
 ) {
     let mut buf = Vec::with_capacity(1_024);
     let mut seq = 0u64;
     loop {
         // Read once more after the stop flag so the last records are not left behind.
-        let stopping = stop.load(Ordering::Relaxed);
+        let stopping = gate.hold();
         buf.clear();
         if tail.poll(&mut buf).is_err() {
             std::thread::sleep(Duration::from_millis(10));
@@ -168,6 +226,7 @@ fn tail_journal(
                 while tx.journal(seq, wall(clock, *ts), *r).is_err() {
                     std::thread::sleep(Duration::from_millis(5));
                 }
+                counts.records.fetch_add(1, Ordering::Relaxed);
             }
         }
         if stopping {
@@ -186,8 +245,24 @@ fn bridge(
     board: &StatusBoard,
     alerts: &Sender<AlertInput>,
     clock: &Clock,
+    gate: Gate<'_>,
+    counts: &BridgeCounts,
 ) {
-    while let Ok(o) = rx.recv() {
+    let mut journal_alarm = false;
+    let alert = |a: AlertInput| {
+        if alerts.try_send(a).is_err() {
+            counts.alert_drops.fetch_add(1, Ordering::Relaxed);
+        }
+    };
+    loop {
+        gate.hold();
+        let o = match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(o) => o,
+            // Stopping with nothing left: done even if the loop still holds its sender.
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) if gate.hold() => return,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+        };
         match o {
             Out::Telemetry(t) => {
                 board.on_telemetry(&t);
@@ -197,9 +272,7 @@ fn bridge(
                     tx.telemetry(StoreEvent::Kimp(k));
                 }
             }
-            Out::Alert(a) => {
-                let _ = alerts.try_send(AlertInput::Engine(a));
-            }
+            Out::Alert(a) => alert(AlertInput::Engine(a)),
             Out::Loop(l) => {
                 let ts = wall(clock, clock.now());
                 for (i, name) in STAGE_NAMES.iter().enumerate().take(STAGES) {
@@ -220,7 +293,25 @@ fn bridge(
                     tx.telemetry(StoreEvent::Latency(sample));
                 }
             }
-            Out::Counters(_) => {}
+            Out::Counters(c) => {
+                // The loop repeats its journal state every interval, so a report lost to
+                // a full channel is not an alarm lost.
+                let full = c.journal_degraded || c.journal_failed;
+                if full && !journal_alarm {
+                    counts.journal_alerts.fetch_add(1, Ordering::Relaxed);
+                    alert(AlertInput::Custom(AlertMsg::new(
+                        Severity::Critical,
+                        "journal:full",
+                        format!(
+                            "Journal disk full: no new segment can be reserved; entries halted, \
+                             {} records of room left for hedges{}",
+                            c.journal_room,
+                            if c.journal_failed { "; a record was refused" } else { "" }
+                        ),
+                    )));
+                }
+                journal_alarm = full;
+            }
         }
     }
 }

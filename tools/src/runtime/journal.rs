@@ -8,6 +8,11 @@
 //! SIGBUS in the hot path; a full disk surfaces when the next segment is reserved, which
 //! happens at half of the current one, leaving the other half for hedges.
 //!
+//! Disk full can be injected (RELIABILITY.md R13) without filling a disk: by the
+//! environment failpoint `KIMP_FAILPOINT=journal_enospc@N` (the N-th segment reservation
+//! and every later one fail) or, in-process, through [`Journal::disk_faults`]. Either way
+//! the reservation fails where a real `fallocate` would, with the same cleanup and error.
+//!
 //! On open, every segment is scanned; the first slot that is neither valid nor empty (a
 //! torn write) ends the journal and it and everything after it are cut (zeroed).
 
@@ -16,7 +21,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use kimp_core::units::Nanos;
 use memmap2::MmapRaw;
@@ -25,7 +30,21 @@ use super::record_codec::{self, Entry, SLOT, Slot};
 
 const MAGIC: &[u8; 8] = b"KIMPJRN1";
 /// Bytes before the first slot (one page).
-const HEADER_BYTES: u64 = 4_096;
+pub const HEADER_BYTES: u64 = 4_096;
+
+/// Storage faults injected by tests (inert unless armed; checked only when a segment is
+/// reserved, never per record).
+#[derive(Debug, Default)]
+pub struct DiskFaults {
+    /// While set, reserving a segment fails as if `fallocate` returned ENOSPC.
+    pub enospc: AtomicBool,
+}
+
+impl DiskFaults {
+    fn enospc(&self) -> bool {
+        self.enospc.load(Ordering::Relaxed) || crate::dst::failpoint::from("journal_enospc")
+    }
+}
 
 /// Why the journal cannot take a record.
 #[derive(Debug)]
@@ -68,13 +87,27 @@ impl Segment {
     }
 
     /// Creates and reserves a new segment (fallocate: real blocks, not a sparse file).
-    fn create(dir: &Path, no: u32, bytes: u64) -> Result<Segment, JournalError> {
+    fn create(
+        dir: &Path,
+        no: u32,
+        bytes: u64,
+        faults: &DiskFaults,
+    ) -> Result<Segment, JournalError> {
         let path = Self::path(dir, no);
         let f = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
-        // SAFETY: fallocate on a file descriptor we own; the arguments are plain integers.
-        let rc = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, bytes as libc::off_t) };
+        let inject = faults.enospc();
+        let rc = if inject {
+            -1
+        } else {
+            // SAFETY: fallocate on a file descriptor we own; the arguments are plain integers.
+            unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, bytes as libc::off_t) }
+        };
         if rc != 0 {
-            let err = io::Error::last_os_error();
+            let err = if inject {
+                io::Error::from_raw_os_error(libc::ENOSPC)
+            } else {
+                io::Error::last_os_error()
+            };
             drop(f);
             let _ = std::fs::remove_file(&path);
             return Err(if err.raw_os_error() == Some(libc::ENOSPC) {
@@ -168,8 +201,11 @@ pub struct Journal {
     next: Option<Arc<Segment>>,
     at: u64,
     published: Arc<Published>,
+    faults: Arc<DiskFaults>,
     /// Set when the next segment could not be reserved: entries must stop.
     pub degraded: bool,
+    /// Time of the append after which the reservation failed (first time).
+    pub degraded_at: Option<Nanos>,
 }
 
 /// Shared progress, read by the sync and tail threads.
@@ -202,6 +238,7 @@ impl Journal {
             .collect();
         nos.sort_unstable();
         let mut replay = Replay::default();
+        let faults = Arc::new(DiskFaults::default());
         let mut last: Option<(Segment, u64)> = None;
         for no in nos {
             let seg = Segment::open(dir, no)?;
@@ -237,8 +274,8 @@ impl Journal {
         }
         let (current, at) = match last {
             Some((seg, end)) if end < seg.slots => (seg, end),
-            Some((seg, _)) => (Segment::create(dir, seg.no + 1, segment_bytes)?, 0),
-            None => (Segment::create(dir, 1, segment_bytes)?, 0),
+            Some((seg, _)) => (Segment::create(dir, seg.no + 1, segment_bytes, &faults)?, 0),
+            None => (Segment::create(dir, 1, segment_bytes, &faults)?, 0),
         };
         let published = Arc::new(Published::default());
         published.position.store(((current.no as u64) << 40) | at, Ordering::Release);
@@ -249,7 +286,9 @@ impl Journal {
             next: None,
             at,
             published,
+            faults,
             degraded: false,
+            degraded_at: None,
         };
         j.append(Nanos(0), &Entry::Epoch(replay.last_epoch + 1))?;
         Ok((j, replay))
@@ -276,9 +315,12 @@ impl Journal {
         if self.at >= self.current.slots {
             let next = match self.next.take() {
                 Some(n) => n,
-                None => {
-                    Arc::new(Segment::create(&self.dir, self.current.no + 1, self.segment_bytes)?)
-                }
+                None => Arc::new(Segment::create(
+                    &self.dir,
+                    self.current.no + 1,
+                    self.segment_bytes,
+                    &self.faults,
+                )?),
             };
             self.current = next;
             self.at = 0;
@@ -299,17 +341,49 @@ impl Journal {
             .position
             .store(((self.current.no as u64) << 40) | self.at, Ordering::Release);
         if self.next.is_none() && !self.degraded && self.at >= self.current.slots / 2 {
-            match Segment::create(&self.dir, self.current.no + 1, self.segment_bytes) {
+            match Segment::create(&self.dir, self.current.no + 1, self.segment_bytes, &self.faults)
+            {
                 Ok(s) => self.next = Some(Arc::new(s)),
-                Err(_) => self.degraded = true,
+                Err(_) => {
+                    self.degraded = true;
+                    self.degraded_at = Some(ts);
+                }
             }
         }
         Ok(())
     }
 
+    /// Tries again to reserve the next segment after a failure (space may have been
+    /// freed); clears `degraded` when it worked. Called by the loop about once a second
+    /// while degraded, never per record.
+    pub fn retry_reserve(&mut self) -> bool {
+        if !self.degraded || self.next.is_some() {
+            return !self.degraded;
+        }
+        match Segment::create(&self.dir, self.current.no + 1, self.segment_bytes, &self.faults) {
+            Ok(s) => {
+                self.next = Some(Arc::new(s));
+                self.degraded = false;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Slots left before the next segment is needed.
     pub fn headroom(&self) -> u64 {
         self.current.slots - self.at
+    }
+
+    /// Slots that can still be written: the current segment's and, when it is already
+    /// reserved, the next one's.
+    pub fn room(&self) -> u64 {
+        self.headroom() + self.next.as_ref().map_or(0, |n| n.slots)
+    }
+
+    /// The fault injection handle (tests: make the disk "full" while the loop runs).
+    pub fn disk_faults(&self) -> Arc<DiskFaults> {
+        self.faults.clone()
     }
 }
 
@@ -521,6 +595,34 @@ mod tests {
         j.append(Nanos(2), &rec(2)).unwrap();
         j.append(Nanos(3), &rec(3)).unwrap();
         assert!(j.append(Nanos(4), &rec(4)).is_err(), "no room, no segment");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn injected_enospc_fails_like_a_full_disk_and_leaves_no_file() {
+        let dir = tmp("enospc");
+        let seg = HEADER_BYTES + 6 * SLOT as u64;
+        let (mut j, _) = Journal::open(&dir, seg).unwrap();
+        j.disk_faults().enospc.store(true, Ordering::Relaxed);
+        j.append(Nanos(1), &rec(1)).unwrap();
+        assert!(!j.degraded, "below half: nothing reserved yet");
+        j.append(Nanos(2), &rec(2)).unwrap(); // slot 3 of 6: reservation fails
+        assert!(j.degraded);
+        assert_eq!(j.degraded_at, Some(Nanos(2)));
+        assert_eq!(j.room(), 3);
+        assert!(!Segment::path(&dir, 2).exists(), "a failed reservation leaves no file");
+        for i in 3..6 {
+            j.append(Nanos(i), &rec(i)).unwrap();
+        }
+        assert_eq!(j.room(), 0);
+        assert!(matches!(j.append(Nanos(6), &rec(6)), Err(JournalError::Full)));
+        // Space freed: the next append reserves a segment again and goes on.
+        j.disk_faults().enospc.store(false, Ordering::Relaxed);
+        j.append(Nanos(7), &rec(7)).unwrap();
+        drop(j);
+        let (_, r) = Journal::open(&dir, seg).unwrap();
+        let fills = r.entries.iter().filter(|(_, e)| matches!(e, Entry::Record(_))).count();
+        assert_eq!(fills, 6, "the refused record is not there, the others are");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

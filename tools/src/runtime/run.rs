@@ -29,7 +29,7 @@ use super::startup::{self, Target};
 use super::trading_loop::{BINANCE_REST, Core, LoopParts, Out, TradingLoop, UPBIT_REST};
 
 /// Capacity of the loop → sidecars channel (telemetry beyond it is dropped and counted).
-const OUT_CAPACITY: usize = 65_536;
+pub const OUT_CAPACITY: usize = 65_536;
 
 /// A built runtime, ready to run on the calling thread.
 pub struct Runtime {
@@ -64,6 +64,11 @@ impl std::fmt::Debug for Runtime {
 pub struct BuildOptions {
     /// Extra trust roots (the simulator's self-signed certificate).
     pub tls: Option<Arc<ClientConfig>>,
+    /// Journal segment size in bytes instead of `runtime.journal_segment_mib` (storage
+    /// fault tests: a segment of a few dozen records fills within one test).
+    pub journal_segment_bytes: Option<u64>,
+    /// Capacity of the loop → sidecars channel instead of [`OUT_CAPACITY`] (ring tests).
+    pub out_capacity: Option<usize>,
 }
 
 /// Builds everything up to the loop. Blocks (bounded) while it fetches the instrument
@@ -122,7 +127,7 @@ pub fn build(cfg: &Config, keys: &Keys, opts: &BuildOptions) -> Result<Runtime> 
     drop(boot);
 
     // The journal: replay earlier runs into a fresh engine of the next epoch.
-    let seg = cfg.runtime.journal_segment_mib << 20;
+    let seg = opts.journal_segment_bytes.unwrap_or(cfg.runtime.journal_segment_mib << 20);
     let (journal, replay) = Journal::open(&cfg.runtime.journal_dir, seg)
         .with_context(|| format!("opening the journal in {}", cfg.runtime.journal_dir.display()))?;
     let epoch = replay.last_epoch + 1;
@@ -158,7 +163,7 @@ pub fn build(cfg: &Config, keys: &Keys, opts: &BuildOptions) -> Result<Runtime> 
         clock,
     );
     orders.binance_offset_ms = binance_offset_ms;
-    let (out_tx, out_rx) = bounded(OUT_CAPACITY);
+    let (out_tx, out_rx) = bounded(opts.out_capacity.unwrap_or(OUT_CAPACITY));
     let (control_tx, control_rx) = bounded(1_024);
     let core = Core::new(engine, journal, markets.clone(), out_tx, cfg.runtime.cycle_us_max);
     let parts = LoopParts {

@@ -32,6 +32,11 @@ use super::record_codec::Entry;
 use super::startup::Target;
 use crate::dst::failpoint;
 
+/// Journal slots kept free for the outcome of orders already sent (acks, fills, states,
+/// pair transitions) once no next segment could be reserved: with less room than this, a
+/// new order is refused rather than sent with an outcome that could not be journaled.
+pub const ORDER_RESERVE_SLOTS: u64 = 16;
+
 /// First follow-up query of an answered, still-open order.
 const FOLLOW_UP: Nanos = Nanos::from_ms(15);
 
@@ -77,6 +82,12 @@ pub struct Counters {
     pub telemetry_drops: u64,
     /// Trading state.
     pub trading: Option<TradingState>,
+    /// The journal could not reserve its next segment (disk full): entries halted.
+    pub journal_degraded: bool,
+    /// The journal refused a record.
+    pub journal_failed: bool,
+    /// Journal slots left (current segment, plus the next one when reserved).
+    pub journal_room: u64,
 }
 
 /// Buffering of Binance diffs while a depth snapshot is on its way (docs §3.5 step 2).
@@ -142,6 +153,8 @@ pub struct Core {
     pub journal_failed: bool,
     /// Telemetry dropped.
     pub telemetry_drops: u64,
+    /// The journal's disk-full condition was logged.
+    journal_alarmed: bool,
 }
 
 impl std::fmt::Debug for Core {
@@ -173,6 +186,7 @@ impl Core {
             resync: Vec::with_capacity(64),
             journal_failed: false,
             telemetry_drops: 0,
+            journal_alarmed: false,
         }
     }
 
@@ -200,10 +214,14 @@ fn execute(core: &mut Core, orders: &mut OrderPath, clock: &Clock, now: Nanos) {
         let a = core.out.as_slice()[i];
         match a {
             Action::Journal(r) => {
+                let sends = matches!(r, Record::Intent { .. } | Record::Order(_));
                 if let Record::Intent { .. } = r {
                     journal_ok = true;
                 }
-                if core.journal.append(now, &Entry::Record(r)).is_err() {
+                // Disk full: what is left is kept for the outcomes of orders already sent.
+                let reserve =
+                    sends && core.journal.degraded && core.journal.room() < ORDER_RESERVE_SLOTS;
+                if reserve || core.journal.append(now, &Entry::Record(r)).is_err() {
                     journal_ok = false;
                     core.journal_failed = true;
                 }
@@ -257,6 +275,29 @@ fn execute(core: &mut Core, orders: &mut OrderPath, clock: &Clock, now: Nanos) {
         }
     }
     core.out.clear();
+    journal_guard(core, orders, clock, now);
+}
+
+/// A journal that refused a record, or cannot reserve its next segment (disk full), halts
+/// entries at once — before the next event can open a pair; hedges go on while its last
+/// segment has room.
+fn journal_guard(core: &mut Core, orders: &mut OrderPath, clock: &Clock, now: Nanos) {
+    if !(core.journal_failed || core.journal.degraded) {
+        return;
+    }
+    // A refused record (journal_failed) means the journal lacks something: that latches
+    // until a restart replays it; a full disk alone clears once a segment is reserved.
+    if !core.journal_alarmed {
+        core.journal_alarmed = true;
+        tracing::error!(
+            room = core.journal.room(),
+            refused = core.journal_failed,
+            "journal: no segment can be reserved (disk full); entries halted"
+        );
+    }
+    if core.engine.trading_state() == TradingState::Active {
+        feed(core, orders, clock, now, &Event::Control(Control::Stop));
+    }
 }
 
 /// Market-data parsers and feeds.
@@ -581,6 +622,12 @@ impl TradingLoop {
         }
         if now >= self.next_report {
             self.next_report = now.plus(Nanos::from_ms(1_000));
+            // Disk full: try the reservation again (space may have been freed). Entries
+            // stay halted until an operator resumes.
+            if self.core.journal.degraded && self.core.journal.retry_reserve() {
+                self.core.journal_alarmed = false;
+                tracing::warn!("journal: next segment reserved again; /resume to trade");
+            }
             self.report(now);
         }
     }
@@ -601,6 +648,9 @@ impl TradingLoop {
             ],
             telemetry_drops: self.core.telemetry_drops,
             trading: Some(self.core.engine.trading_state()),
+            journal_degraded: self.core.journal.degraded,
+            journal_failed: self.core.journal_failed,
+            journal_room: self.core.journal.room(),
         };
         self.core.send_out(Out::Counters(c));
     }
@@ -608,29 +658,11 @@ impl TradingLoop {
     /// Start-up reconciliation: query every unknown order, load balances, wait for books,
     /// then `ReconcileDone` (the engine repairs orphans first, then trades).
     fn reconcile_step(&mut self, now: Nanos) {
-        let Phase::Reconciling { since, mut queried } = self.phase else { return };
-        let first = since == Nanos(0);
-        let since = if first { now } else { since };
+        let Phase::Reconciling { since, queried } = self.phase else { return };
+        let since = if since == Nanos(0) { now } else { since };
         if !queried {
-            // A query that could not go out (at start-up the REST connections are still
-            // opening) is asked again on the next turn, not an order timeout later: a
-            // restored orphan's hard deadline runs from the first turn (crash test R8).
-            let unsent = self.orders.stats.not_sent;
-            if first {
-                self.core.engine.start_reconcile(now, &mut self.core.out);
-                execute(&mut self.core, &mut self.orders, &self.clock, now);
-            } else {
-                use kimp_core::order::{Order, OrderState};
-                let markets = &self.core.markets;
-                let unknown =
-                    |o: &&Order| matches!(o.state, OrderState::Unknown | OrderState::Sent);
-                for o in self.core.engine.live_orders().filter(unknown) {
-                    let venue = markets.instruments[o.req.inst.0 as usize].venue;
-                    let wall = self.clock.wall_ms(now);
-                    self.orders.query(now, wall, venue, o.req.cl_id, o.req.inst);
-                }
-            }
-            queried = self.orders.stats.not_sent == unsent;
+            self.core.engine.start_reconcile(now, &mut self.core.out);
+            execute(&mut self.core, &mut self.orders, &self.clock, now);
         }
         // Each venue's balances once, again only if the request failed.
         let missing = !self.core.balances_seen & !self.core.balances_asked & 0b11;
@@ -669,7 +701,7 @@ impl TradingLoop {
                 "reconciling"
             );
         }
-        self.phase = Phase::Reconciling { since, queried };
+        self.phase = Phase::Reconciling { since, queried: true };
     }
 }
 
