@@ -658,11 +658,29 @@ impl TradingLoop {
     /// Start-up reconciliation: query every unknown order, load balances, wait for books,
     /// then `ReconcileDone` (the engine repairs orphans first, then trades).
     fn reconcile_step(&mut self, now: Nanos) {
-        let Phase::Reconciling { since, queried } = self.phase else { return };
-        let since = if since == Nanos(0) { now } else { since };
+        let Phase::Reconciling { since, mut queried } = self.phase else { return };
+        let first = since == Nanos(0);
+        let since = if first { now } else { since };
         if !queried {
-            self.core.engine.start_reconcile(now, &mut self.core.out);
-            execute(&mut self.core, &mut self.orders, &self.clock, now);
+            // A query that could not go out (at start-up the REST connections are still
+            // opening) is asked again on the next turn, not an order timeout later: a
+            // restored orphan's hard deadline runs from the first turn (crash test R8).
+            let unsent = self.orders.stats.not_sent;
+            if first {
+                self.core.engine.start_reconcile(now, &mut self.core.out);
+                execute(&mut self.core, &mut self.orders, &self.clock, now);
+            } else {
+                use kimp_core::order::{Order, OrderState};
+                let markets = &self.core.markets;
+                let unknown =
+                    |o: &&Order| matches!(o.state, OrderState::Unknown | OrderState::Sent);
+                for o in self.core.engine.live_orders().filter(unknown) {
+                    let venue = markets.instruments[o.req.inst.0 as usize].venue;
+                    let wall = self.clock.wall_ms(now);
+                    self.orders.query(now, wall, venue, o.req.cl_id, o.req.inst);
+                }
+            }
+            queried = self.orders.stats.not_sent == unsent;
         }
         // Each venue's balances once, again only if the request failed.
         let missing = !self.core.balances_seen & !self.core.balances_asked & 0b11;
@@ -701,7 +719,7 @@ impl TradingLoop {
                 "reconciling"
             );
         }
-        self.phase = Phase::Reconciling { since, queried: true };
+        self.phase = Phase::Reconciling { since, queried };
     }
 }
 
