@@ -5,10 +5,11 @@
 mod common;
 
 use common::*;
-use kimp_core::action::{Action, Record, TradingState};
+use kimp_core::action::{Action, HaltReason, Record, TradingState};
 use kimp_core::config::EngineConfig;
 use kimp_core::engine::Engine;
 use kimp_core::event::{Control, Event, OrderEventKind, Side};
+use kimp_core::order::{OrderKind, OrderRequest};
 use kimp_core::pair::PairState;
 use kimp_core::testkit::{BTCUSDT, KRW_BTC, btc_markets};
 use kimp_core::units::Nanos;
@@ -159,4 +160,69 @@ fn restored_orders_resolve_on_the_new_clock() {
     r.report(&u, OrderEventKind::NotFound);
     r.report(&b, OrderEventKind::NotFound);
     assert!(r.e.outcomes_known(), "unknown orders still pending 7 s after the restart");
+}
+
+/// A restart after leg 1 filled with leg 2's outcome unknown: the new process is up at
+/// `down_ms` after the crash, asks the venue, and ticks its timer every 10 ms. Returns
+/// the restarted harness (clock at `start_reconcile`), leg 1 and leg 2.
+fn restart_with_unknown_leg(down_ms: u64) -> (H, OrderRequest, OrderRequest) {
+    let mut a = H::simple();
+    a.start();
+    let acts = a.market(344.0);
+    let (u, b) = (place_on(&acts, KRW_BTC).unwrap(), place_on(&acts, BTCUSDT).unwrap());
+    a.fill_all(&u);
+    let mut r = restart(&a);
+    r.advance_ms(down_ms);
+    r.market(344.0);
+    r.out.clear();
+    r.e.start_reconcile(r.now, &mut r.out);
+    (r, u, b)
+}
+
+/// Ticks the timer every 10 ms for `ms`; returns every place emitted.
+fn tick_for(r: &mut H, ms: u64) -> Vec<OrderRequest> {
+    let mut placed = Vec::new();
+    for _ in 0..ms / 10 {
+        r.advance_ms(10);
+        placed.extend(places(&r.timer()));
+    }
+    placed
+}
+
+#[test]
+fn a_restored_orphan_learned_inside_the_hard_deadline_is_repaired_without_a_halt() {
+    // R8 regression: the deadline counts from the restart (not from the fill, 30 s ago in
+    // the dead process), and an outcome learned inside it leaves the repair path to work.
+    let hard = EngineConfig::default().risk.orphan_ms_hard;
+    let (mut r, _, b) = restart_with_unknown_leg(30_000);
+    assert!(tick_for(&mut r, hard - 500).is_empty(), "nothing sent while the leg is unknown");
+    assert_eq!(r.e.trading_state(), TradingState::Reconciling);
+    // The query answers: the IOC expired unfilled. The orphan is re-hedged at once.
+    let acts = r.report(&b, OrderEventKind::Done { cum_qty: kimp_core::units::Qty::ZERO });
+    let hedge = place_on(&acts, BTCUSDT).expect("orphan re-hedged while reconciling");
+    assert_eq!((hedge.side, hedge.qty, hedge.cl_id.epoch), (Side::Buy, b.qty, 2));
+    r.fill_all(&hedge);
+    assert_eq!(r.e.pair(0).unwrap().state, PairState::Hedged);
+    r.ev(Event::Control(Control::ReconcileDone));
+    tick_for(&mut r, hard + 500);
+    assert_eq!(r.e.trading_state(), TradingState::Active, "no halt: the orphan was repaired");
+}
+
+#[test]
+fn a_restored_orphan_still_unknown_at_the_hard_deadline_halts_and_flattens() {
+    // I4 holds across a restart: reconciliation is part of the orphan's life. A leg that
+    // stays unknown for `orphan_ms_hard` after the restart halts trading and closes the
+    // known leg at market (the unknown one is never re-sent).
+    let hard = EngineConfig::default().risk.orphan_ms_hard;
+    let (mut r, u, b) = restart_with_unknown_leg(30_000);
+    let t0 = r.now;
+    assert!(tick_for(&mut r, hard - 10).is_empty());
+    assert_eq!(r.e.trading_state(), TradingState::Reconciling, "not before the deadline");
+    let flat = tick_for(&mut r, 10);
+    assert_eq!(r.now.since(t0), Nanos::from_ms(hard));
+    assert_eq!(r.e.trading_state(), TradingState::Halted(HaltReason::OrphanHard));
+    assert_eq!(flat.len(), 1, "only the known leg is flattened: {flat:?}");
+    assert_eq!((flat[0].inst, flat[0].side, flat[0].qty), (KRW_BTC, Side::Buy, u.qty));
+    assert_eq!(flat[0].kind, OrderKind::Market);
+    assert!(flat.iter().all(|p| p.cl_id != b.cl_id));
 }
