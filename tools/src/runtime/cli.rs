@@ -88,6 +88,11 @@ pub fn run(args: RunArgs) -> Result<()> {
 /// `kimp check --config FILE`: validates and prints the settings in effect.
 pub fn check(path: &Path) -> Result<()> {
     let cfg = Config::load(path).map_err(|e| anyhow!("{e}"))?;
+    // A secrets file is checked as `kimp run` would (permissions first, then its form);
+    // the keys are dropped at once and never printed.
+    if cfg.keys.source == super::config::KeySource::File {
+        super::secrets::Keys::load(&cfg.keys, |_| None).map_err(|e| anyhow!("{e}"))?;
+    }
     println!("{}: OK", path.display());
     println!(
         "coins: {}",

@@ -230,7 +230,8 @@ impl Config {
             ConfigFileError {
                 path: path.to_owned(),
                 line,
-                key: None,
+                // A wrong type's message names only the types: name the key too.
+                key: line.and_then(|l| key_at(text, l)),
                 message: e.message().trim().to_string(),
             }
         })?;
@@ -322,6 +323,32 @@ pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
+/// The dotted key on 1-based `line`: `table.key` for a plain `key = value` under a
+/// `[table]` or `[[table]]` header, or the table of a header line itself.
+fn key_at(text: &str, line: usize) -> Option<String> {
+    let mut table = String::new();
+    let mut header = false;
+    for raw in text.lines().take(line) {
+        let l = raw.trim();
+        header = true;
+        if let Some(h) = l.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
+            table = h.trim().to_string();
+        } else if let Some(h) = l.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            table = h.trim().to_string();
+        } else {
+            header = false;
+        }
+    }
+    if header {
+        return Some(table);
+    }
+    let (k, _) = text.lines().nth(line - 1)?.split_once('=')?;
+    let k = k.trim();
+    let bare = !k.is_empty()
+        && k.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    bare.then(|| if table.is_empty() { k.to_string() } else { format!("{table}.{k}") })
+}
+
 /// 1-based line of `table.key` (or of the `[table]` header) in TOML text.
 fn locate(text: &str, dotted: &str) -> Option<usize> {
     let (table, key) = match dotted.rsplit_once('.') {
@@ -406,6 +433,7 @@ entry_bps = 300
         let text = GOOD.replace("entry_bps = 300", "entry_bps = \"high\"");
         let e = Config::parse(&text, Path::new("t.toml")).unwrap_err();
         assert_eq!(e.line, Some(15), "{e}");
+        assert_eq!(e.key.as_deref(), Some("strategy.entry_bps"), "{e}");
     }
 
     #[test]
