@@ -61,6 +61,41 @@ fn default_and_simple_books_are_identical_and_exact() {
     }
 }
 
+/// The scanner reads units in Upbit's own layouts with a fast path and anything else
+/// with the general one; a unit that leaves the fast path part-way (other key order,
+/// spaces, an extra key, an exponent, a bad number) must come out exactly as the general
+/// path and the simd-json path read it.
+#[test]
+fn units_off_the_fast_path_parse_the_same() {
+    let mut p = UpbitMarketParser::new(table(Venue::Upbit));
+    let units = [
+        r#"{"ap":10,"bp":9,"as":1.5,"bs":2}"#,
+        r#"{"ask_price":10,"bid_price":9,"ask_size":1.5,"bid_size":2}"#,
+        r#"{"bp":9,"ap":10,"as":1.5,"bs":2}"#,
+        r#"{"ap":10,"bp":9,"x":[1,{"y":2}],"as":1.5,"bs":2}"#,
+        r#"{"ap":10,"bp":9,"as":1.5,"bs":2,"x":0}"#,
+        r#"{"ap":10, "bp":9,"as":1.5,"bs":2}"#,
+        r#"{ "ap":10,"bp":9,"as":1.5,"bs":2 }"#,
+        r#"{"ap":10,"bp":9,"as":15e-1,"bs":2.0}"#,
+        r#"{"ap":10,"bp":9,"as":1.5,"bs":2,"bs":2}"#,
+        r#"{"ask_price":10,"bp":9,"as":1.5,"bid_size":2}"#,
+    ];
+    for (i, u) in units.iter().enumerate() {
+        let m = format!(r#"{{"ty":"orderbook","cd":"KRW-BTC","tms":5,"obu":[{u},{u}]}}"#);
+        for simd in [false, true] {
+            let (_, _, bids, asks) = book_of(&mut p, &m, simd);
+            let bid = Level::new(px("9"), q("2"));
+            let ask = Level::new(px("10"), q("1.5"));
+            assert_eq!((bids, asks), (vec![bid, bid], vec![ask, ask]), "unit {i} simd {simd}");
+        }
+    }
+    for bad in [r#"{"ap":10,"bp":9,"as":1.5}"#, r#"{"ap":10,"bp":9,"as":1.5,"bs":-2}"#] {
+        let m = format!(r#"{{"ty":"orderbook","cd":"KRW-BTC","tms":5,"obu":[{bad}]}}"#);
+        assert!(p.parse(m.as_bytes()).is_err(), "{bad}");
+        assert!(p.parse_simd(m.as_bytes()).is_err(), "{bad}");
+    }
+}
+
 #[test]
 fn zero_price_units_are_skipped_per_side() {
     let mut p = UpbitMarketParser::new(table(Venue::Upbit));

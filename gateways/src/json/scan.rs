@@ -291,6 +291,18 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// Consumes `lit` when the input continues with exactly those bytes (no spaces
+    /// skipped); otherwise leaves the cursor where it was and returns false. For
+    /// schema-aware fast paths that fall back to the general scan on any surprise.
+    #[inline]
+    pub fn lit(&mut self, lit: &[u8]) -> bool {
+        let hit = self.b.get(self.p..self.p + lit.len()) == Some(lit);
+        if hit {
+            self.p += lit.len();
+        }
+        hit
+    }
+
     /// Skips one value of any kind.
     pub fn skip(&mut self) -> CodecResult<()> {
         match self.peek() {
