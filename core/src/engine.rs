@@ -511,18 +511,31 @@ impl Engine {
             }
         }
         let pair = self.coins[c].pair;
-        let sized = self.size(c);
-        let q = match pair {
-            Some(p) if p.state == PairState::Hedged => p.hedged_qty(),
-            _ if sized.0 > 0 => sized,
-            _ => self.instruments[spec.binance.0 as usize].min_qty,
+        let hedged = pair.filter(|p| p.state == PairState::Hedged);
+        let interval = Nanos::from_ms(self.cfg.strategy.telemetry_interval_ms);
+        let sample = self.coins[c].last_sample.is_none_or(|t| now.since(t) >= interval);
+        // Sizing and the book walks below are the costly part of an event, so they run only
+        // where a result is used: a telemetry sample needs both directions at the sample
+        // size; otherwise only a coin without a pair uses them, and only in the configured
+        // direction (a hedged pair prices its exit with its own walks in `consider_exit`).
+        // What is emitted is the same as computing everything every time.
+        let dir = self.cfg.strategy.direction;
+        let sized =
+            if hedged.is_none() && (sample || pair.is_none()) { self.size(c) } else { Qty::ZERO };
+        let q = match hedged {
+            Some(p) => p.hedged_qty(),
+            None if sized.0 > 0 => sized,
+            None => self.instruments[spec.binance.0 as usize].min_qty,
         };
         let quotes = Quotes { upbit: bu, binance: bb, fx_bid: fx.0, fx_ask: fx.1 };
-        let sell = premium::executable(&quotes, Direction::SellPremium, q);
-        let buy = premium::executable(&quotes, Direction::BuyDiscount, q);
+        let wanted = |d: Direction| sample || (pair.is_none() && sized.0 > 0 && d == dir);
+        let exec = |d: Direction| {
+            if wanted(d) { premium::executable(&quotes, d, q) } else { None }
+        };
+        let sell = exec(Direction::SellPremium);
+        let buy = exec(Direction::BuyDiscount);
         let funding_e8 = self.coins[c].funding.map_or(0, |f| f.rate_e8);
-        let interval = Nanos::from_ms(self.cfg.strategy.telemetry_interval_ms);
-        if self.coins[c].last_sample.is_none_or(|t| now.since(t) >= interval) {
+        if sample {
             self.coins[c].last_sample = Some(now);
             let mid = premium::mid_bps(&quotes).unwrap_or(f64::NAN);
             out.push(Action::Telemetry(Telemetry::Kimp(KimpSample {
@@ -539,7 +552,6 @@ impl Engine {
         }
         match pair {
             None => {
-                let dir = self.cfg.strategy.direction;
                 let exec = if dir == Direction::SellPremium { sell } else { buy };
                 if let Some(e) = exec
                     && sized.0 > 0
