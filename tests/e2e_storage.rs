@@ -45,12 +45,26 @@ fn journal_rows_now(e: &mut E2e, seen: &mut Vec<(kimp_core::units::Nanos, Entry)
 /// does not notice; every trading row arrives, once after dedup.
 #[test]
 fn questdb_down_and_killed_mid_batch_loses_no_row() {
+    questdb_outage("R12 questdb_tcp", false);
+}
+
+/// R12 over ILP/HTTP: the same outage; a request cut in the middle of its body is never
+/// answered, so the store sends it again.
+#[test]
+fn questdb_over_http_down_and_killed_mid_request_loses_no_row() {
+    questdb_outage("R12 questdb_http", true);
+}
+
+fn questdb_outage(row: &str, http: bool) {
     let port = free_port();
-    let conf = format!("tcp::addr=127.0.0.1:{port};");
+    let scheme = if http { "http" } else { "tcp" };
+    let conf = format!("{scheme}::addr=127.0.0.1:{port};");
+    let receiver =
+        |port| if http { IlpReceiver::start_http(port) } else { IlpReceiver::start(port) };
     let sim = kimp::sim::Simulator::start(sim_config(7, 1.0, &[])).expect("simulator");
     let mut e = E2e::start_opts(
         sim,
-        tmp("storage-questdb"),
+        tmp(&format!("storage-questdb-{scheme}")),
         |c| c.store.questdb = Some(conf),
         E2eOpts { sidecars: true, ..E2eOpts::default() },
     );
@@ -67,7 +81,7 @@ fn questdb_down_and_killed_mid_batch_loses_no_row() {
 
     // Phase 2: the receiver comes up; the spool backfills.
     let up1 = Instant::now();
-    let mut rx1 = IlpReceiver::start(port);
+    let mut rx1 = receiver(port);
     journal_rows_now(&mut e, &mut seen);
     let want = expected_rows(&seen);
     let caught1 = wait_for(15.0, || check_store(&want, &rx1.lines()).lost == 0);
@@ -84,7 +98,7 @@ fn questdb_down_and_killed_mid_batch_loses_no_row() {
 
     // Phase 4: back on the same port.
     let up2 = Instant::now();
-    let rx2 = IlpReceiver::start(port);
+    let rx2 = receiver(port);
     journal_rows_now(&mut e, &mut seen);
     let want = expected_rows(&seen);
     let caught2 = wait_for(15.0, || {
@@ -113,7 +127,7 @@ fn questdb_down_and_killed_mid_batch_loses_no_row() {
         |v: &[(u64, u64, u64)], k: usize| median(v.iter().map(|t| [t.0, t.1, t.2][k]).collect());
     let max_turn = |v: &[(u64, u64, u64)]| v.iter().map(|t| t.2).max().unwrap_or(0);
     println!(
-        "FIGURE R12 questdb_tcp: intents {} wire orders {} | trading rows expected {} lost {} \
+        "FIGURE {row}: intents {} wire orders {} | trading rows expected {} lost {} \
          duplicates after dedup {} conflicts {} | lines received {} distinct rows {} re-sent lines {} \
          | outages {} bytes dropped by the mid-batch kill {:?} | catch-up after up #1 {} ms, after restart {} ms \
          | loop p99 turn (median of 1 s intervals) outage {} ns vs healthy {} ns (delta {} ns); engine p99 outage {} ns vs healthy {} ns; \
@@ -149,6 +163,11 @@ fn questdb_down_and_killed_mid_batch_loses_no_row() {
     assert_eq!(c.lost, 0, "trading rows lost: {c:?}");
     assert_eq!(c.dup_after_dedup, 0, "rows still duplicated after dedup: {c:?}");
     assert!(!outage.is_empty() && !healthy.is_empty(), "no loop summaries observed");
+    if http {
+        // Every HTTP flush is acknowledged: only the request cut mid-body is sent again,
+        // and none of it was committed.
+        assert_eq!(c.lines, c.distinct, "acknowledged rows were sent again over HTTP");
+    }
 }
 
 /// R13: the disk is full (every segment reservation fails with ENOSPC) and the journal's
@@ -340,11 +359,13 @@ fn stuck_sidecars_never_block_the_loop_and_lose_no_trading_row() {
     // The stall: nobody drains the loop's channel or the journal.
     let stall_from = Instant::now();
     let stall_engine_from = e.clock.now();
+    e.pause_consumers(true);
+    // A batch the tail was already handing over completes; after that nothing moves.
+    std::thread::sleep(Duration::from_millis(100));
     let records_at_stall = e
         .sidecars
         .as_ref()
         .map_or(0, |s| s.counts.records.load(std::sync::atomic::Ordering::Relaxed));
-    e.pause_consumers(true);
     e.cycle_premium(5, period);
     let stall_engine_to = e.clock.now();
     let records_in_stall = e

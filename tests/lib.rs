@@ -502,9 +502,11 @@ pub fn pct(v: &[u64], p: f64) -> u64 {
     kimp::dst::check::pct(v, p)
 }
 
-/// An ILP-over-TCP receiver standing in for QuestDB: records every complete line it reads.
-/// [`IlpReceiver::kill_mid_batch`] dies in the middle of a batch: it keeps the first half
-/// of the next chunk it reads, drops the rest and resets the connection.
+/// An ILP receiver standing in for QuestDB, over TCP (records every complete line it
+/// reads) or HTTP (`POST /write`, answered 204; the body's lines are committed only once
+/// it was read whole). [`IlpReceiver::kill_mid_batch`] dies in the middle of a batch: over
+/// TCP it keeps the first half of the next chunk it reads; over HTTP it reads half of the
+/// next request's body and commits none of it; then it resets the connection.
 pub struct IlpReceiver {
     /// The port.
     pub port: u16,
@@ -529,8 +531,18 @@ pub fn free_port() -> u16 {
 }
 
 impl IlpReceiver {
-    /// Listens on `port` (0 = any), retrying while a dying predecessor still holds it.
+    /// Listens for ILP over TCP on `port` (0 = any), retrying while a dying predecessor
+    /// still holds it.
     pub fn start(port: u16) -> Self {
+        Self::start_as(port, false)
+    }
+
+    /// Listens for ILP over HTTP on `port`.
+    pub fn start_http(port: u16) -> Self {
+        Self::start_as(port, true)
+    }
+
+    fn start_as(port: u16, http: bool) -> Self {
         let end = Instant::now() + Duration::from_secs(3);
         let l = loop {
             match std::net::TcpListener::bind(("127.0.0.1", port)) {
@@ -558,7 +570,13 @@ impl IlpReceiver {
                             .unwrap_or_else(|p| p.into_inner())
                             .push(s.try_clone().expect("clone"));
                         let (li, st, cu, cd) = (li.clone(), st.clone(), cu.clone(), cd.clone());
-                        std::thread::spawn(move || ilp_read(s, &li, &st, &cu, &cd));
+                        std::thread::spawn(move || {
+                            if http {
+                                ilp_http(s, &li, &st, &cu, &cd)
+                            } else {
+                                ilp_read(s, &li, &st, &cu, &cd)
+                            }
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(2)),
                 }
@@ -629,6 +647,59 @@ fn ilp_read(
                     return;
                 }
             }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+fn ilp_http(
+    mut s: std::net::TcpStream,
+    lines: &Mutex<Vec<String>>,
+    stop: &AtomicBool,
+    cut: &AtomicBool,
+    cut_dropped: &std::sync::atomic::AtomicUsize,
+) {
+    use std::io::{Read, Write};
+    let mut data: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    while !stop.load(Ordering::Acquire) {
+        // One request: head, then a Content-Length body.
+        let head_end = data.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+        if let Some(h) = head_end {
+            let head = String::from_utf8_lossy(&data[..h]).to_ascii_lowercase();
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if cut.load(Ordering::Acquire) && len > 1 && data.len() >= h + len / 2 {
+                cut.store(false, Ordering::Release);
+                // Half the body read, nothing committed, no answer.
+                cut_dropped.store(data.len() - h, Ordering::Release);
+                let _ = s.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+            if data.len() >= h + len {
+                let body: Vec<u8> = data.drain(..h + len).skip(h).collect();
+                let text = String::from_utf8_lossy(&body).into_owned();
+                lines
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(text.lines().map(str::to_string));
+                if s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").is_err() {
+                    return;
+                }
+                continue;
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
             Err(e)
                 if matches!(
                     e.kind(),

@@ -320,10 +320,14 @@ impl Shipper {
     fn fail(&mut self, e: &questdb::Error) {
         self.stats.questdb_errors.fetch_add(1, Ordering::Relaxed);
         self.sender = None;
-        // Re-send everything not yet deleted: over TCP, rows written just before the
-        // failure may never have reached the server. DEDUP keys absorb the repeats.
-        self.cursor = None;
-        self.sent.clear();
+        // Over TCP, re-send everything not yet deleted: rows written just before the
+        // failure may never have reached the server (DEDUP keys absorb the repeats). Over
+        // HTTP every flush up to the cursor was acknowledged: resume from there (sending
+        // the file again from its start duplicated every acknowledged row of it).
+        if !self.replay.is_zero() {
+            self.cursor = None;
+            self.sent.clear();
+        }
         let now = Instant::now();
         self.next_try = now + self.backoff;
         self.backoff = (self.backoff * 2).min(self.backoff_max);

@@ -625,4 +625,35 @@ mod tests {
         assert_eq!(fills, 6, "the refused record is not there, the others are");
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// Run in a child process with `KIMP_FAILPOINT=journal_enospc@2` (the variable is read
+    /// once per process): the first reservation (segment 1, at open) works, the second and
+    /// every later one fail like a full disk.
+    #[test]
+    #[ignore = "child of env_failpoint_makes_the_nth_reservation_fail"]
+    fn env_failpoint_child() {
+        assert_eq!(std::env::var(crate::dst::failpoint::ENV).as_deref(), Ok("journal_enospc@2"));
+        let dir = tmp("env-enospc");
+        let seg = HEADER_BYTES + 4 * SLOT as u64;
+        let (mut j, _) = Journal::open(&dir, seg).unwrap();
+        j.append(Nanos(1), &rec(1)).unwrap(); // slot 2 of 4: the 2nd reservation fails
+        assert!(j.degraded);
+        assert!(!Segment::path(&dir, 2).exists());
+        j.append(Nanos(2), &rec(2)).unwrap();
+        j.append(Nanos(3), &rec(3)).unwrap();
+        assert!(matches!(j.append(Nanos(4), &rec(4)), Err(JournalError::Full)));
+        assert!(!j.retry_reserve(), "the disk stays full");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn env_failpoint_makes_the_nth_reservation_fail() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", "runtime::journal::tests::env_failpoint_child"])
+            .env(crate::dst::failpoint::ENV, "journal_enospc@2")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && text.contains("1 passed"), "child failed: {text}");
+    }
 }
