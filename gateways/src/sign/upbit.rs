@@ -49,12 +49,28 @@ fn plain_json(s: &[u8]) -> bool {
 
 /// Signs Upbit REST requests. Keyed once; the scratch payload buffer is reused, so after
 /// the first call signing does not allocate (given an `out` with spare capacity).
+///
+/// Every token starts with the same bytes: the header, `.`, and the base64 of
+/// `{"access_key":"…","nonce":"` up to its last whole 3-byte group. Those are encoded
+/// once, and the MAC states have already absorbed them, so a request only encodes and
+/// hashes what changes (same bytes out; a SHA-512 block costs ~150 ns here).
 pub struct UpbitSigner {
     access_key: Box<str>,
     alg: JwtAlg,
-    mac256: Hmac<Sha256>,
-    mac512: Hmac<Sha512>,
+    /// Keyed for `alg`, with the token prefix already absorbed.
+    mac: Keyed,
+    /// `header.` + base64 of the constant payload prefix's whole 3-byte groups.
+    token_prefix: Box<[u8]>,
+    /// The prefix's remaining 0–2 bytes, which start every payload's encoded part.
+    payload_head: Box<[u8]>,
     payload: Vec<u8>,
+}
+
+/// An HMAC state keyed with the secret (HMAC's inner and outer pads already hashed).
+#[derive(Clone)]
+enum Keyed {
+    S256(Hmac<Sha256>),
+    S512(Hmac<Sha512>),
 }
 
 impl core::fmt::Debug for UpbitSigner {
@@ -74,15 +90,28 @@ impl UpbitSigner {
             return Err(SignError::BadInput("access key"));
         }
         // HMAC accepts keys of any length, so these cannot fail.
-        let mac256 = Hmac::<Sha256>::new_from_slice(secret.expose())
-            .map_err(|_| SignError::BadInput("secret"))?;
-        let mac512 = Hmac::<Sha512>::new_from_slice(secret.expose())
-            .map_err(|_| SignError::BadInput("secret"))?;
+        let mut head = b"{\"access_key\":\"".to_vec();
+        head.extend_from_slice(access_key.as_bytes());
+        head.extend_from_slice(b"\",\"nonce\":\"");
+        let whole = head.len() / 3 * 3;
+        let mut token_prefix = alg.header_b64().to_vec();
+        token_prefix.push(b'.');
+        push_b64(&mut token_prefix, &head[..whole]);
+        let bad = |_| SignError::BadInput("secret");
+        let mut mac = match alg {
+            JwtAlg::Hs256 => Keyed::S256(Hmac::new_from_slice(secret.expose()).map_err(bad)?),
+            JwtAlg::Hs512 => Keyed::S512(Hmac::new_from_slice(secret.expose()).map_err(bad)?),
+        };
+        match &mut mac {
+            Keyed::S256(m) => m.update(&token_prefix),
+            Keyed::S512(m) => m.update(&token_prefix),
+        }
         Ok(Self {
             access_key: access_key.into(),
             alg,
-            mac256,
-            mac512,
+            mac,
+            token_prefix: token_prefix.into(),
+            payload_head: head[whole..].into(),
             payload: Vec::with_capacity(512),
         })
     }
@@ -126,9 +155,7 @@ impl UpbitSigner {
         }
         let p = &mut self.payload;
         p.clear();
-        p.extend_from_slice(b"{\"access_key\":\"");
-        p.extend_from_slice(self.access_key.as_bytes());
-        p.extend_from_slice(b"\",\"nonce\":\"");
+        p.extend_from_slice(&self.payload_head);
         p.extend_from_slice(nonce.as_bytes());
         if let Some(h) = query_hash {
             p.extend_from_slice(b"\",\"query_hash\":\"");
@@ -137,21 +164,20 @@ impl UpbitSigner {
         }
         p.extend_from_slice(b"\"}");
 
-        let start = out.len();
-        out.extend_from_slice(self.alg.header_b64());
-        out.push(b'.');
+        out.extend_from_slice(&self.token_prefix);
+        let fresh = out.len();
         push_b64(out, &self.payload);
-        let signed_len = out.len() - start;
+        let end = out.len();
         out.push(b'.');
-        match self.alg {
-            JwtAlg::Hs256 => {
-                let mut m = self.mac256.clone();
-                m.update(&out[start..start + signed_len]);
+        match &self.mac {
+            Keyed::S256(k) => {
+                let mut m = k.clone();
+                m.update(&out[fresh..end]);
                 push_b64(out, &m.finalize().into_bytes());
             }
-            JwtAlg::Hs512 => {
-                let mut m = self.mac512.clone();
-                m.update(&out[start..start + signed_len]);
+            Keyed::S512(k) => {
+                let mut m = k.clone();
+                m.update(&out[fresh..end]);
                 push_b64(out, &m.finalize().into_bytes());
             }
         }

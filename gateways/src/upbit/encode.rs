@@ -72,20 +72,22 @@ impl UpbitEncoder {
         self.insts.get(id.0 as usize).copied().flatten().ok_or(CodecError::UnknownSymbol)
     }
 
-    /// Adds `"k":"v"` to the body and `k=v` to the hashed string, in the same order.
-    fn field(&mut self, k: &str, v: impl Fn(&mut Vec<u8>)) {
+    /// Adds `"k":"v"` to the body and `k=v` to the hashed string, in the same order. The
+    /// value is formatted once and copied.
+    fn field(&mut self, k: &str, v: impl FnOnce(&mut Vec<u8>)) {
         self.body.push(if self.body.is_empty() { b'{' } else { b',' });
         self.body.push(b'"');
         self.body.extend_from_slice(k.as_bytes());
         self.body.extend_from_slice(b"\":\"");
+        let at = self.body.len();
         v(&mut self.body);
-        self.body.push(b'"');
         if !self.hashed.is_empty() {
             self.hashed.push(b'&');
         }
         self.hashed.extend_from_slice(k.as_bytes());
         self.hashed.push(b'=');
-        v(&mut self.hashed);
+        self.hashed.extend_from_slice(&self.body[at..]);
+        self.body.push(b'"');
     }
 
     /// `POST /v1/orders` for `req` with a fresh nonce.
