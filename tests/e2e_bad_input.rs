@@ -110,4 +110,6 @@ fn bad_venue_input_is_refused_counted_and_nothing_is_lost() {
         v.binance_pos,
         v.upbit_delta
     );
+    // The journal pre-allocates its segment: do not leave it in the temp dir.
+    let _ = std::fs::remove_dir_all(&f.dir);
 }

@@ -150,6 +150,7 @@ fn freeze(venue: &str, symbol: &str) {
     assert_eq!(while_frozen, 0, "entered on a frozen {symbol} book");
     assert!(resumed && first_after.is_some(), "trading did not resume after the freeze");
     hedged(&v);
+    let _ = std::fs::remove_dir_all(&f.dir);
 }
 
 #[test]
@@ -226,6 +227,7 @@ fn listen_key_expiry_loses_no_fill_and_the_stream_comes_back() {
     );
     assert_eq!(v.live_orders, 0);
     hedged(&v);
+    let _ = std::fs::remove_dir_all(&f.dir);
 }
 
 /// R16: the venues' clocks `skew_ms` off ours.
@@ -256,6 +258,7 @@ fn skew(skew_ms: i64) {
     assert!(v.intents >= 2 && v.venue_orders >= 4, "signed orders did not trade: {v:?}");
     assert_eq!(v.live_orders, 0);
     hedged(&v);
+    let _ = std::fs::remove_dir_all(&f.dir);
 }
 
 #[test]
