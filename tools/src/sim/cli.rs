@@ -29,7 +29,7 @@ fn parse_speed(s: &str) -> Result<f64, String> {
 /// flash_crash, liquidity_dry, latency_spike, partial_fill, order_rejection,
 /// one_leg_failure, exchange_maintenance, drop_messages, duplicate_messages,
 /// reorder_messages, depth_gap, disconnect, stall, rate_limit, clock_skew,
-/// ambiguous_fill, listen_key_expiry.
+/// ambiguous_fill, listen_key_expiry, freeze, bad_input.
 ///
 /// Without --account, one account is served: key `kimp-sim-key`, secret `kimp-sim-secret`.
 /// Every account starts with 100,000,000 KRW, 1 BTC, 10 ETH and 10,000 USDT on Upbit and
