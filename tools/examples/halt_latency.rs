@@ -5,7 +5,9 @@
 //!    cycles like the loop's `after_poll` — one market event, then drain the control ring —
 //!    and stamps the moment `trading_state()` is `Halted`. Each repetition then checks the
 //!    halted engine refuses an entry signal, and re-arms it with `Resume` (untimed).
-//! 2. The engine's own halt step: `on_event(Control::Stop)` on an active engine.
+//!    For scale, the same duty cycle alone (three book snapshots) is timed too.
+//! 2. The engine's own halt step: `on_event(Control::Stop)` on an active engine (close to
+//!    the resolution of `Instant`, whose own cost is a few tens of ns).
 //! 3. HALT → cancel + flatten emitted: `on_event(Control::Flatten(None))` on an engine
 //!    holding a one-leg pair (Binance leg filled) with the Upbit leg still open; the one
 //!    call must emit the halt, a `Cancel` for the open order and a market flatten of the
@@ -173,6 +175,24 @@ fn ring_to_halted(reps: usize) -> Vec<u64> {
     lat
 }
 
+/// One duty cycle of the engine thread in (1): three book snapshots, no order.
+fn cycle_step(reps: usize) -> Vec<u64> {
+    let mut e = engine();
+    let mut out = Outbox::with_capacity(256);
+    let quiet = [Books::new(150.0), Books::new(160.0)];
+    let mut now = Nanos::from_ms(2_000);
+    let mut v = Vec::with_capacity(reps);
+    for i in 0..reps {
+        now = now.plus(Nanos(10_000));
+        let t = Instant::now();
+        quiet[i % 2].feed(&mut e, now, &mut out);
+        v.push(t.elapsed().as_nanos() as u64);
+        assert!(places(&out).is_empty());
+        out.clear();
+    }
+    v
+}
+
 /// 2. The engine's halt step alone.
 fn stop_step(reps: usize) -> Vec<u64> {
     let mut e = engine();
@@ -239,6 +259,7 @@ fn main() {
         "ring → HALTED (Control::Stop over the control channel, engine thread)",
         &mut ring_to_halted(reps),
     );
+    summary("engine duty cycle in (1): three book snapshots", &mut cycle_step(reps));
     summary("on_event(Control::Stop): active → HALTED", &mut stop_step(reps * 5));
     summary(
         "on_event(Control::Flatten): HALT + cancel open order + market flatten emitted",
