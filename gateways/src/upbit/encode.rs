@@ -13,6 +13,13 @@ use crate::http;
 use crate::num::write_fixed;
 use crate::sign::{JwtAlg, NONCE_LEN, NonceGen, Secret, SignError, UpbitSigner};
 
+/// A body field after the first: `,"k":"` and `&k=`.
+macro_rules! key {
+    ($k:literal) => {
+        (concat!(",\"", $k, "\":\"").as_bytes(), concat!("&", $k, "=").as_bytes())
+    };
+}
+
 /// Encodes Upbit requests for one key pair.
 #[derive(Debug)]
 pub struct UpbitEncoder {
@@ -23,6 +30,8 @@ pub struct UpbitEncoder {
     body: Vec<u8>,
     hashed: Vec<u8>,
     out: Vec<u8>,
+    /// `POST /v1/orders` head up to the token (constant: host).
+    order_head: Box<[u8]>,
 }
 
 /// Writes `v` truncated to `dp` decimals, without trailing zeros (`0.0005`, `103493000`).
@@ -48,7 +57,11 @@ impl UpbitEncoder {
         alg: JwtAlg,
         instruments: &[Instrument],
     ) -> Result<Self, SignError> {
+        let mut order_head = Vec::new();
+        http::start(&mut order_head, "POST", "/v1/orders", b"", host);
+        order_head.extend_from_slice(b"Authorization: Bearer ");
         Ok(Self {
+            order_head: order_head.into(),
             host: host.into(),
             signer: UpbitSigner::new(access_key, secret, alg)?,
             nonces: NonceGen::new(),
@@ -73,19 +86,13 @@ impl UpbitEncoder {
     }
 
     /// Adds `"k":"v"` to the body and `k=v` to the hashed string, in the same order. The
-    /// value is formatted once and copied.
-    fn field(&mut self, k: &str, v: impl FnOnce(&mut Vec<u8>)) {
-        self.body.push(if self.body.is_empty() { b'{' } else { b',' });
-        self.body.push(b'"');
-        self.body.extend_from_slice(k.as_bytes());
-        self.body.extend_from_slice(b"\":\"");
+    /// value is formatted once and copied; the key is given with its punctuation for both
+    /// (`(",\"side\":\"", "&side=")`; the first field opens the object instead).
+    fn field(&mut self, (json_key, query_key): (&[u8], &[u8]), v: impl FnOnce(&mut Vec<u8>)) {
+        self.body.extend_from_slice(json_key);
         let at = self.body.len();
         v(&mut self.body);
-        if !self.hashed.is_empty() {
-            self.hashed.push(b'&');
-        }
-        self.hashed.extend_from_slice(k.as_bytes());
-        self.hashed.push(b'=');
+        self.hashed.extend_from_slice(query_key);
         self.hashed.extend_from_slice(&self.body[at..]);
         self.body.push(b'"');
     }
@@ -125,33 +132,35 @@ impl UpbitEncoder {
         self.body.clear();
         self.hashed.clear();
         let sym = inst.symbol;
-        self.field("market", |o| o.extend_from_slice(sym.as_str().as_bytes()));
+        self.field((b"{\"market\":\"", b"market="), |o| {
+            o.extend_from_slice(sym.as_str().as_bytes())
+        });
         let side: &[u8] = if req.side == Side::Buy { b"bid" } else { b"ask" };
-        self.field("side", |o| o.extend_from_slice(side));
+        self.field(key!("side"), |o| o.extend_from_slice(side));
         let (qty, px) = (req.qty.0, req.px.0);
         match (req.kind, req.side) {
             (OrderKind::LimitIoc, _) => {
-                self.field("volume", |o| write_trimmed(o, qty, inst.qty_dp));
-                self.field("price", |o| write_trimmed(o, px, inst.price_dp));
-                self.field("ord_type", |o| o.extend_from_slice(b"limit"));
-                self.field("time_in_force", |o| o.extend_from_slice(b"ioc"));
+                self.field(key!("volume"), |o| write_trimmed(o, qty, inst.qty_dp));
+                self.field(key!("price"), |o| write_trimmed(o, px, inst.price_dp));
+                self.field(key!("ord_type"), |o| o.extend_from_slice(b"limit"));
+                self.field(key!("time_in_force"), |o| o.extend_from_slice(b"ioc"));
             }
             (OrderKind::Market, Side::Sell) => {
-                self.field("volume", |o| write_trimmed(o, qty, inst.qty_dp));
-                self.field("ord_type", |o| o.extend_from_slice(b"market"));
+                self.field(key!("volume"), |o| write_trimmed(o, qty, inst.qty_dp));
+                self.field(key!("ord_type"), |o| o.extend_from_slice(b"market"));
             }
             (OrderKind::Market, Side::Buy) => {
                 let total =
                     req.px.notional(req.qty).map_err(|_| CodecError::Malformed("notional"))?.0;
                 let whole = total - total % SCALE;
-                self.field("price", |o| write_trimmed(o, whole, 0));
-                self.field("ord_type", |o| o.extend_from_slice(b"price"));
+                self.field(key!("price"), |o| write_trimmed(o, whole, 0));
+                self.field(key!("ord_type"), |o| o.extend_from_slice(b"price"));
             }
         }
-        self.field("identifier", |o| o.extend_from_slice(identifier.as_bytes()));
+        self.field(key!("identifier"), |o| o.extend_from_slice(identifier.as_bytes()));
         self.body.push(b'}');
-        http::start(&mut self.out, "POST", "/v1/orders", b"", &self.host);
-        self.out.extend_from_slice(b"Authorization: Bearer ");
+        self.out.clear();
+        self.out.extend_from_slice(&self.order_head);
         self.signer
             .sign_into(nonce, &self.hashed, &mut self.out)
             .map_err(|_| CodecError::Malformed("nonce"))?;
