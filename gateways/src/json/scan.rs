@@ -303,6 +303,46 @@ impl<'a> Cursor<'a> {
         hit
     }
 
+    /// An unquoted number written exactly `digits[.digits]` at the cursor (no spaces, at
+    /// most 18 digits and 8 decimals, followed by something that cannot continue a
+    /// number), as fixed-point 1e-8. `None` — cursor unmoved — for anything else, so a
+    /// schema-aware fast path can fall back to [`Cursor::decimal`], which gives the same
+    /// value for every input this accepts.
+    #[inline]
+    pub fn plain_decimal(&mut self) -> Option<i64> {
+        const POW10: [u64; 9] =
+            [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000];
+        let b = self.b;
+        let mut p = self.p;
+        let mut v: u64 = 0;
+        // Wrapping is harmless: more than 18 digits is refused below.
+        while let Some(d) = b.get(p).map(|c| c.wrapping_sub(b'0')).filter(|&d| d <= 9) {
+            v = v.wrapping_mul(10).wrapping_add(d as u64);
+            p += 1;
+        }
+        let int_digits = p - self.p;
+        let mut frac = 0;
+        if b.get(p) == Some(&b'.') {
+            p += 1;
+            let f = p;
+            while let Some(d) = b.get(p).map(|c| c.wrapping_sub(b'0')).filter(|&d| d <= 9) {
+                v = v.wrapping_mul(10).wrapping_add(d as u64);
+                p += 1;
+            }
+            frac = p - f;
+        }
+        let digits = int_digits + frac;
+        if digits == 0 || digits > 18 || frac > 8 {
+            return None;
+        }
+        if matches!(b.get(p), None | Some(b'.' | b'e' | b'E' | b'+' | b'-')) {
+            return None;
+        }
+        let x = i64::try_from(v.checked_mul(POW10[8 - frac])?).ok()?;
+        self.p = p;
+        Some(x)
+    }
+
     /// Skips one value of any kind.
     pub fn skip(&mut self) -> CodecResult<()> {
         match self.peek() {
@@ -434,6 +474,15 @@ mod tests {
             let u = format!("{s},");
             let mut c = Cursor::new(u.as_bytes());
             let got = c.decimal("x").ok();
+            // The strict form agrees with the general one wherever it answers, and ends
+            // where the number ends.
+            let mut f = Cursor::new(u.as_bytes());
+            if let Some(v) = f.plain_decimal() {
+                proptest::prop_assert_eq!(Some(v), got, "{}", u);
+                proptest::prop_assert_eq!(f.pos(), c.pos(), "{}", u);
+            } else {
+                proptest::prop_assert_eq!(f.pos(), 0);
+            }
             if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b".eE+-".contains(&b)) {
                 proptest::prop_assert_eq!(got, kimp_core::units::parse_decimal(s.as_bytes()), "{}", u);
             }

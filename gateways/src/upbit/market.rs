@@ -138,7 +138,8 @@ const UNIT_LAYOUTS: [[&[u8]; 4]; 2] = [
 
 /// A unit written exactly as Upbit writes it (one of [`UNIT_LAYOUTS`], no spaces): its
 /// keys are matched as whole byte strings instead of being scanned and looked up one by
-/// one. `None` on anything else (other order, spaces, extra keys, a bad number); the
+/// one, and numbers must be plain (`Cursor::plain_decimal`). `None` on anything else
+/// (other order, spaces, extra keys, exponents, a bad number); the
 /// caller then rescans the unit from its start with the general path, so the result and
 /// the errors are the general path's.
 #[inline]
@@ -149,7 +150,7 @@ fn fast_unit(c: &mut Cursor<'_>) -> Option<[Option<i64>; 4]> {
         if i > 0 && !c.lit(k) {
             return None;
         }
-        u[i] = Some(c.decimal("orderbook_units").ok()?);
+        u[i] = Some(c.plain_decimal()?);
     }
     c.lit(b"}").then_some(u)
 }
