@@ -579,7 +579,13 @@ impl BookSide {
     /// are skipped (Upbit pads thin books with zeros).
     pub fn replace(&mut self, best_first: &[Level]) {
         match self.mode {
-            Mode::Sorted => self.levels.clear(),
+            Mode::Sorted => {
+                self.levels.clear();
+                if self.push_ordered(best_first) {
+                    return;
+                }
+                self.levels.clear();
+            }
             Mode::Ladder => self.ladder.clear_all(self.side),
         }
         for l in best_first {
@@ -587,6 +593,27 @@ impl BookSide {
                 self.set(l.px, l.qty);
             }
         }
+    }
+
+    /// Appends a snapshot worst first when it is strictly ordered and fits; false otherwise.
+    /// Inserting best first puts every level at the front of the array (O(n²) moves); a
+    /// venue snapshot is already ordered, so one push per level builds the same side.
+    fn push_ordered(&mut self, best_first: &[Level]) -> bool {
+        for l in best_first.iter().rev() {
+            if l.px.0 <= 0 || l.qty.0 <= 0 {
+                continue;
+            }
+            if self.levels.len() >= self.cap {
+                return false;
+            }
+            if let Some(worse) = self.levels.last() {
+                if !self.better(l.px, worse.px) {
+                    return false;
+                }
+            }
+            self.levels.push(*l);
+        }
+        true
     }
 
     /// Walks from the best level to fill `qty`.
@@ -1214,6 +1241,36 @@ mod tests {
                 for &(p, q) in &want { arr.set(Price(p), Qty(q)); }
                 proptest::prop_assert_eq!(w, arr.walk(Qty(5)));
             }
+        }
+
+        /// `replace` builds the side `set` builds level by level from an empty side, for
+        /// snapshots in order, out of order, with repeats, zero padding or more levels
+        /// than the side keeps.
+        #[test]
+        fn replace_equals_setting_each_level(
+            raw in proptest::collection::vec((0i64..40, 0i64..3), 0..24),
+            ordered in proptest::bool::ANY,
+            buy in proptest::bool::ANY,
+            cap in 1usize..20,
+        ) {
+            let side = if buy { Side::Buy } else { Side::Sell };
+            let mut levels: Vec<Level> = raw.iter().map(|&(p, q)| lv(p * 10, q)).collect();
+            if ordered {
+                levels.sort_by_key(|l| if buy { -l.px.0 } else { l.px.0 });
+                levels.dedup_by_key(|l| l.px);
+            }
+            let mut want = BookSide::new(side, cap);
+            for l in &levels {
+                if l.px.0 > 0 && l.qty.0 > 0 {
+                    want.set(l.px, l.qty);
+                }
+            }
+            let mut got = BookSide::new(side, cap);
+            got.set(Price(5), Qty(1)); // replace starts from a side that held something
+            got.replace(&levels);
+            let a: Vec<Level> = got.iter().copied().collect();
+            let b: Vec<Level> = want.iter().copied().collect();
+            proptest::prop_assert_eq!(a, b);
         }
     }
 
