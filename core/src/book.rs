@@ -606,10 +606,10 @@ impl BookSide {
             if self.levels.len() >= self.cap {
                 return false;
             }
-            if let Some(worse) = self.levels.last() {
-                if !self.better(l.px, worse.px) {
-                    return false;
-                }
+            if let Some(worse) = self.levels.last()
+                && !self.better(l.px, worse.px)
+            {
+                return false;
             }
             self.levels.push(*l);
         }
