@@ -67,6 +67,9 @@ fn wants(a: &Args, s: &str) -> bool {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if std::env::var_os("KIMP_BENCH_ALLOC_TRACE").is_some() {
+        alloc::trace_each();
+    }
     if let Some(c) = &args.runtime_child {
         return runtime::child(c);
     }

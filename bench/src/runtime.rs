@@ -157,14 +157,17 @@ pub fn measure(exe: &Path, coins: usize, secs: f64, cpus: &crate::affinity::Cpus
     ];
     let names: Vec<String> = sim_config(coins, 7).coins.iter().map(|c| c.base.clone()).collect();
     let dir = std::env::temp_dir().join(format!("kimp-bench-rt-{}-{coins}", std::process::id()));
-    let out = Command::new(exe)
-        .arg("--runtime-child")
+    let mut cmd = Command::new(exe);
+    cmd.arg("--runtime-child")
         .arg(format!("{secs}"))
         .arg(dir.as_os_str())
         .arg(names.join(","))
-        .args(&urls)
-        .output()
-        .context("running the runtime child")?;
+        .args(&urls);
+    if std::env::var_os("KIMP_BENCH_ALLOC_TRACE").is_some() {
+        // The child's allocation backtraces go straight to our stderr.
+        cmd.stderr(std::process::Stdio::inherit());
+    }
+    let out = cmd.output().context("running the runtime child")?;
     stop.store(true, Ordering::Relaxed);
     sim.shutdown();
     let _ = std::fs::remove_dir_all(&dir);

@@ -246,3 +246,35 @@ fn hot_path_codecs_do_not_allocate_after_warm_up() {
     assert!(n > 1_000_000);
     assert_eq!(a, 0, "encoders/signers allocated");
 }
+
+/// Counts the allocations of `f`'s first and only run.
+fn allocs_cold(f: impl FnOnce() -> u64) -> (u64, u64) {
+    ALLOCS.store(0, Ordering::Relaxed);
+    ON.with(|c| c.set(true));
+    let n = f();
+    ON.with(|c| c.set(false));
+    (ALLOCS.load(Ordering::Relaxed), n)
+}
+
+/// A live loop warms up on market data; its first user-stream event (an
+/// `ACCOUNT_UPDATE`, an `ORDER_TRADE_UPDATE`, a `myOrder`) comes later. A parser built
+/// at start-up must not allocate on it either: the JSON scratch is sized when built.
+#[test]
+fn user_stream_parsers_do_not_allocate_on_their_first_events() {
+    let ours = |s: String| {
+        s.replace("kimp-h-000001", "k7-42-b0").replace("kimp-u-000001", "k7-42-u1").into_bytes()
+    };
+    let b_user: Vec<Vec<u8>> =
+        fixture_lines("binance_user_data.jsonl").into_iter().map(ours).collect();
+    let u_user: Vec<Vec<u8>> = fixture_lines("upbit_myorder.jsonl").into_iter().map(ours).collect();
+    let mut bu = BinanceUserParser::new(table(Venue::Binance));
+    let mut uu = UpbitUserParser::new();
+    let (a, n) = allocs_cold(|| {
+        let mut k = b_user.iter().filter(|m| bu.parse(m).is_ok()).count() as u64;
+        k += u_user.iter().filter(|m| uu.parse(m).is_ok()).count() as u64;
+        k
+    });
+    eprintln!("user streams, cold: {n} events, {a} allocations");
+    assert_eq!(n as usize, b_user.len() + u_user.len(), "every fixture parses");
+    assert_eq!(a, 0, "a fresh user-stream parser allocated");
+}

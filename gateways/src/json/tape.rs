@@ -10,6 +10,9 @@ use simd_json::{Buffers, Node, StaticNode, Tape};
 
 use crate::codec::{CodecError, CodecResult};
 
+/// Deepest nesting accepted (venue documents nest four or five levels).
+pub const MAX_DEPTH: usize = 64;
+
 /// Reusable simd-json state for one feed.
 pub struct JsonScratch {
     input: Vec<u8>,
@@ -33,13 +36,31 @@ impl Default for JsonScratch {
 
 impl JsonScratch {
     /// Buffers sized for frames of about `frame_len` bytes (they grow if needed).
+    ///
+    /// simd-json sizes its structural index and stage-2 stack from the input length /
+    /// 128 and grows them on the first dense document, which on a live loop is a
+    /// user-stream event long after warm-up. So one document of `frame_len` bytes at
+    /// about the densest a venue sends (a structural every two bytes) is parsed here,
+    /// and nesting is capped at [`MAX_DEPTH`] (deeper input is an error, not a bigger
+    /// stack).
     pub fn new(frame_len: usize) -> Self {
-        Self {
+        let mut s = Self {
             input: Vec::with_capacity(frame_len),
-            buffers: Buffers::new(frame_len),
+            buffers: Buffers::with_max_depth(frame_len, MAX_DEPTH),
             tape: Some(Tape(Vec::with_capacity(frame_len / 4))),
-            node_pos: Vec::with_capacity(frame_len / 4),
+            node_pos: Vec::with_capacity(frame_len / 2),
+        };
+        let pairs = frame_len.saturating_sub(2) / 8;
+        if pairs > 0 {
+            let mut warm = Vec::with_capacity(pairs * 8 + 2);
+            warm.push(b'{');
+            for i in 0..pairs {
+                warm.extend_from_slice(if i == 0 { b"\"a\":\"b\"" } else { b",\"a\":\"b\"" });
+            }
+            warm.extend_from_slice(b",\"c\":[[[[[[[[0]]]]]]]]}");
+            let _ = s.with_doc(&warm, true, |_| Ok(()));
         }
+        s
     }
 
     /// Parses `msg` and runs `f` on the document. `raw_numbers` builds the map needed by
