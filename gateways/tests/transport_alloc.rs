@@ -142,6 +142,63 @@ fn measure_ws(mut c: WsConn, tx: mpsc::Sender<()>) -> f64 {
     allocs as f64 / MEASURED as f64
 }
 
+/// A depth-like payload of `n` bytes or a little more.
+fn sized_msg(i: usize, n: usize) -> String {
+    let mut s = format!("{{\"e\":\"depthUpdate\",\"E\":{i},\"b\":[");
+    while s.len() < n {
+        s.push_str("[\"70500.10\",\"0.123\"],");
+    }
+    s.push_str("[\"1\",\"1\"]]}");
+    s
+}
+
+/// Frame sizes of one burst: small updates between large snapshots-like frames.
+const BURST: [usize; 8] = [900, 40_000, 1_500, 900, 70_000, 3_000, 25_000, 900];
+
+/// Sends `rounds` bursts, each written in one go so the client finds many frames, and a
+/// partial one, in a single read.
+fn send_bursts<S: std::io::Read + Write>(ws: &mut tungstenite::WebSocket<S>, rounds: usize) {
+    for r in 0..rounds {
+        for (k, &n) in BURST.iter().enumerate() {
+            ws.write(Message::text(sized_msg(r * BURST.len() + k, n))).unwrap();
+        }
+        ws.flush().unwrap();
+    }
+}
+
+/// Bursts of mixed large frames: tungstenite reserves a frame's length on top of all the
+/// unread bytes, and `bytes` allocated a bigger buffer whenever that overflowed with more
+/// unread than consumed. `NetStream` reads at most `READ_CHUNK` at a time, which keeps
+/// the buffer reclaimable in place.
+#[test]
+fn ws_plain_bursts_of_large_frames_do_not_allocate_after_warm_up() {
+    const WARM_ROUNDS: usize = 20;
+    const ROUNDS: usize = 60;
+    let (l, addr) = listener();
+    let (tx, rx) = mpsc::channel::<()>();
+    let server = thread::spawn(move || {
+        let mut ws = tungstenite::accept(accept(&l)).unwrap();
+        assert_eq!(ws.read().unwrap(), Message::text("SUB"));
+        send_bursts(&mut ws, WARM_ROUNDS);
+        rx.recv_timeout(LIMIT).unwrap();
+        send_bursts(&mut ws, ROUNDS);
+        while ws.read().is_ok() {}
+    });
+    let ep = Endpoint::parse(&format!("ws://127.0.0.1:{}/ws", addr.port())).unwrap();
+    let mut c = WsConn::new(ep, addr, None, Token(1), WsConfig::default()).unwrap();
+    let mut d = Driver::new();
+    let mut events = Events::with_capacity(64);
+    drain_n(&mut d, &mut events, &mut c, WARM_ROUNDS * BURST.len(), true);
+    tx.send(()).unwrap();
+    let n = ROUNDS * BURST.len();
+    let (bytes, allocs) = count(|| drain_n(&mut d, &mut events, &mut c, n, false));
+    println!("ws plain bursts: {allocs} allocations over {n} frames ({bytes} bytes)");
+    assert!(bytes >= ROUNDS * BURST.iter().sum::<usize>());
+    assert_eq!(allocs, 0, "the read buffer was reallocated under bursts");
+    drop(c);
+    server.join().unwrap();
+}
+
 #[test]
 fn ws_plain_allocations_per_message() {
     let (l, addr) = listener();
