@@ -37,6 +37,10 @@ use crate::dst::failpoint;
 /// new order is refused rather than sent with an outcome that could not be journaled.
 pub const ORDER_RESERVE_SLOTS: u64 = 16;
 
+/// How often an idle loop readies the journal's next pages (a store per page when they
+/// are ready already).
+const PREFAULT_EVERY: Nanos = Nanos(1_000_000);
+
 /// First follow-up query of an answered, still-open order.
 const FOLLOW_UP: Nanos = Nanos::from_ms(15);
 
@@ -342,6 +346,8 @@ pub struct TradingLoop {
     busy_poll: bool,
     timer: Nanos,
     next_timer: Nanos,
+    /// Next idle turn that readies the journal's next pages.
+    next_prefault: Nanos,
     next_report: Nanos,
     next_listen_keepalive: Nanos,
     next_planned_reconnect: Nanos,
@@ -438,6 +444,7 @@ impl TradingLoop {
             busy_poll: parts.busy_poll,
             timer: parts.timer,
             next_timer: Nanos(0),
+            next_prefault: Nanos(0),
             next_report: Nanos(0),
             next_listen_keepalive: Nanos(0),
             next_planned_reconnect: Nanos(0),
@@ -496,6 +503,12 @@ impl TradingLoop {
             }
         }
         self.after_poll(now);
+        // Page faults on the journal belong in a turn with nothing to do, not in the
+        // append of the next intent (`Journal::prefault`).
+        if self.events.is_empty() && now >= self.next_prefault {
+            self.next_prefault = now.plus(PREFAULT_EVERY);
+            self.core.journal.prefault();
+        }
         let dur = self.clock.now().since(now);
         self.core.metrics.turn(dur);
         Ok(())
