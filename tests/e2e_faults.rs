@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 use kimp_core::action::{Alert, HaltReason};
 use kimp_tests::*;
 
-const TOL: i64 = 104_000; // one Binance lot (0.001 BTC) plus Upbit dust
-
 fn run(name: &str, scenarios: &[&str], swings: usize, period_ms: u64) -> (Finished, Verdict) {
     let e = E2e::start(name, sim_config(7, 1.0, scenarios), |_| {});
     assert!(e.wait_active(20.0), "{name}: never reconciled");
@@ -60,22 +58,12 @@ fn run(name: &str, scenarios: &[&str], swings: usize, period_ms: u64) -> (Finish
     (f, v)
 }
 
-/// The venues end hedged (or flat) within a lot.
-fn hedged(v: &Verdict) {
-    assert!(
-        (v.binance_pos + v.upbit_delta).abs() <= TOL,
-        "not hedged at the venues: binance {} upbit {}",
-        v.binance_pos,
-        v.upbit_delta
-    );
-}
-
 #[test]
 fn baseline_pairs_open_and_close() {
     let (_f, v) = run("baseline", &[], 6, 1_500);
     assert!(v.intents >= 2 && v.venue_orders >= 4, "nothing traded: {v:?}");
     assert_eq!(v.live_orders, 0);
-    hedged(&v);
+    assert_hedged(&v);
 }
 
 #[test]
@@ -90,7 +78,7 @@ fn partial_fill_is_repaired() {
         v.orphan_ms
     );
     assert_eq!(v.live_orders, 0);
-    hedged(&v);
+    assert_hedged(&v);
 }
 
 #[test]
@@ -99,7 +87,7 @@ fn order_rejection_is_hedged_or_unwound() {
     let (f, v) = run("order_rejection", &["order_rejection:p=0.3"], 8, 1_200);
     assert!(f.log.count(|a| matches!(a, Alert::Rejected { .. })) > 0, "no rejection seen");
     assert_eq!(v.live_orders, 0);
-    hedged(&v);
+    assert_hedged(&v);
 }
 
 #[test]
@@ -147,7 +135,7 @@ fn ambiguous_fill_is_resolved_by_query_never_resent() {
     assert!(f.tl.orders.stats.ambiguous > 0, "no ambiguous outcome happened");
     assert!(f.tl.orders.stats.queries > 0, "never queried");
     assert_eq!(v.live_orders, 0, "an unknown outcome was never resolved");
-    hedged(&v);
+    assert_hedged(&v);
 }
 
 #[test]
@@ -174,7 +162,7 @@ fn depth_gaps_are_resynced() {
     let (f, v) = run("depth_gap", &["depth_gap:p=0.05"], 6, 1_500);
     assert!(f.tl.core.engine.stats().gaps > 0, "no gap detected");
     assert!(v.intents >= 2, "trading never resumed after resyncs: {v:?}");
-    hedged(&v);
+    assert_hedged(&v);
 }
 
 #[test]
@@ -186,7 +174,7 @@ fn websocket_drops_and_stalls_stop_entries_then_recover() {
     assert!(s.ws_disconnects > 0 && s.ws_stalls > 0, "{s:?}");
     assert!(f.log.count(|a| matches!(a, Alert::StaleBook(_))) > 0, "stale books never noticed");
     assert!(v.intents >= 1, "never traded");
-    hedged(&v);
+    assert_hedged(&v);
 }
 
 #[test]
@@ -194,7 +182,7 @@ fn exchange_maintenance_blocks_entries_on_the_down_venue() {
     // Upbit refuses connections for 4 s from 3 s after start.
     let (f, v) = run("maintenance", &["exchange_maintenance:after=3000,for=4000"], 8, 1_200);
     assert!(f.sim.stats().maintenance_refusals > 0, "maintenance never refused anything");
-    hedged(&v);
+    assert_hedged(&v);
 }
 
 #[test]
@@ -205,7 +193,7 @@ fn flash_crash_and_dry_liquidity_hold_the_invariants() {
         6,
         1_500,
     );
-    hedged(&v);
+    assert_hedged(&v);
 }
 
 #[test]
@@ -217,7 +205,7 @@ fn clock_skew_within_the_receive_window_is_tolerated() {
     });
     println!("FIGURE clock_skew: -1021 rejects {skew_rejects}");
     assert!(v.intents >= 2);
-    hedged(&v);
+    assert_hedged(&v);
 }
 
 #[test]
@@ -229,6 +217,6 @@ fn duplicated_and_reordered_stream_messages_are_applied_once() {
         6,
         1_500,
     );
-    hedged(&v);
+    assert_hedged(&v);
     let _ = Instant::now();
 }

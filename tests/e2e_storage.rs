@@ -12,8 +12,6 @@ use kimp_core::action::{Alert, HaltReason, Purpose, Record, TradingState};
 use kimp_core::event::{Control, RejectReason};
 use kimp_tests::*;
 
-const TOL: i64 = 104_000; // one Binance lot (0.001 BTC) plus Upbit dust
-
 fn alerts(e: &E2e, f: impl Fn(&Alert) -> bool) -> usize {
     e.with_log(|l| l.count(&f))
 }
@@ -278,7 +276,7 @@ fn disk_full_scenario(row: &str, e: E2e, free: &dyn Fn()) {
         e.sim.with_world(|w| {
             let b = w.upbit.accounts[0].get("BTC");
             let bp = w.binance.accounts[0].positions.get("BTCUSDT").map_or(0, |p| p.qty);
-            (b.free + b.locked - START_BTC).abs() <= TOL && bp.abs() <= TOL
+            (b.free + b.locked - START_BTC).abs() <= HEDGE_TOL && bp.abs() <= HEDGE_TOL
         })
     });
     let counters = e.with_log(|l| l.counters);

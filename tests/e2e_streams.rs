@@ -22,8 +22,6 @@ use kimp_core::instrument::InstrumentId;
 use kimp_core::order::ClientId;
 use kimp_tests::*;
 
-const TOL: i64 = 104_000; // one Binance lot (0.001 BTC) plus Upbit dust
-
 fn wall_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
@@ -86,15 +84,6 @@ fn inst_of(f: &Finished, symbol: &str) -> InstrumentId {
     InstrumentId(i.expect("instrument") as u16)
 }
 
-fn hedged(v: &Verdict) {
-    assert!(
-        (v.binance_pos + v.upbit_delta).abs() <= TOL,
-        "not hedged at the venues: binance {} upbit {}",
-        v.binance_pos,
-        v.upbit_delta
-    );
-}
-
 /// R5: freezes `venue`'s market data from 7 s for 6 s. Entries are stopped by the operator
 /// while the premium is raised to 3.6 % (so the last books before the freeze show an
 /// entry), resumed 1.5 s into the freeze: a frozen book that counted as fresh would be
@@ -149,7 +138,7 @@ fn freeze(venue: &str, symbol: &str) {
     assert!(!stale.is_empty(), "the frozen {symbol} book was never reported stale");
     assert_eq!(while_frozen, 0, "entered on a frozen {symbol} book");
     assert!(resumed && first_after.is_some(), "trading did not resume after the freeze");
-    hedged(&v);
+    assert_hedged(&v);
     let _ = std::fs::remove_dir_all(&f.dir);
 }
 
@@ -226,7 +215,7 @@ fn listen_key_expiry_loses_no_fill_and_the_stream_comes_back() {
         "no new listen key after the window: before {before:?} after {after:?}"
     );
     assert_eq!(v.live_orders, 0);
-    hedged(&v);
+    assert_hedged(&v);
     let _ = std::fs::remove_dir_all(&f.dir);
 }
 
@@ -257,7 +246,7 @@ fn skew(skew_ms: i64) {
     assert_eq!(rejects_1021, 0, "-1021 rejects");
     assert!(v.intents >= 2 && v.venue_orders >= 4, "signed orders did not trade: {v:?}");
     assert_eq!(v.live_orders, 0);
-    hedged(&v);
+    assert_hedged(&v);
     let _ = std::fs::remove_dir_all(&f.dir);
 }
 

@@ -406,6 +406,19 @@ pub fn venue_orders(sim: &SimHandle) -> HashMap<String, (Venue, i64, bool, u32)>
     })
 }
 
+/// How far from hedged the venues may end: one Binance lot (0.001 BTC) plus Upbit dust.
+pub const HEDGE_TOL: i64 = 104_000;
+
+/// The venues end hedged (or flat) within [`HEDGE_TOL`].
+pub fn assert_hedged(v: &Verdict) {
+    assert!(
+        (v.binance_pos + v.upbit_delta).abs() <= HEDGE_TOL,
+        "not hedged at the venues: binance {} upbit {}",
+        v.binance_pos,
+        v.upbit_delta
+    );
+}
+
 /// Figures and checks common to every scenario.
 #[derive(Debug, Default)]
 pub struct Verdict {

@@ -576,18 +576,21 @@ mod tests {
         }
         let (_, r) = Journal::open(&dir, seg).unwrap();
         assert_eq!(r.last_epoch, 1);
-        let fills: Vec<u64> = r
-            .entries
+        assert_eq!(fill_ids(&r), (0..25).collect::<Vec<_>>());
+        let (_, r) = Journal::open(&dir, seg).unwrap();
+        assert_eq!(r.last_epoch, 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Trade ids of the fills a replay found, in order.
+    fn fill_ids(r: &Replay) -> Vec<u64> {
+        r.entries
             .iter()
             .filter_map(|(_, e)| match e {
                 Entry::Record(Record::Fill { trade_id, .. }) => Some(*trade_id),
                 _ => None,
             })
-            .collect();
-        assert_eq!(fills, (0..25).collect::<Vec<_>>());
-        let (_, r) = Journal::open(&dir, seg).unwrap();
-        assert_eq!(r.last_epoch, 2);
-        std::fs::remove_dir_all(&dir).unwrap();
+            .collect()
     }
 
     /// Minor page faults taken by the calling thread so far.
@@ -627,15 +630,7 @@ mod tests {
         // Nothing but the four records reads back (prefault stored back the bytes there).
         drop(j);
         let (_, r) = Journal::open(&dir, HEADER_BYTES + 256 * SLOT as u64).unwrap();
-        let fills: Vec<u64> = r
-            .entries
-            .iter()
-            .filter_map(|(_, e)| match e {
-                Entry::Record(Record::Fill { trade_id, .. }) => Some(*trade_id),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(fills, vec![0, 1, 10, 11]);
+        assert_eq!(fill_ids(&r), vec![0, 1, 10, 11]);
         assert_eq!(r.torn_slots, 0);
         std::fs::remove_dir_all(&dir).unwrap();
     }
