@@ -158,9 +158,10 @@ impl Alerts {
                     Info,
                     format!("pair:{pair}:opened"),
                     format!(
-                        "Opened pair #{pair} {}: qty {} at {premium_bps:.1} bps",
+                        "Opened pair #{pair} {}: qty {} at {}",
                         n.coin(coin),
-                        coin_qty(qty)
+                        coin_qty(qty),
+                        labels::bps(premium_bps)
                     ),
                 ),
                 Alert::PairClosed { pair, coin, pnl } => AlertMsg::new(

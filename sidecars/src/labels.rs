@@ -105,3 +105,18 @@ pub fn fx_source(s: FxSource) -> &'static str {
         FxSource::Official => "official",
     }
 }
+
+/// A premium in basis points, one decimal; "unknown" when not a number (a pair restored
+/// from a journal that holds its orders but no premium, e.g. after a crash mid-entry).
+pub fn bps(v: f64) -> String {
+    if v.is_finite() { format!("{v:.1} bps") } else { "unknown bps".to_owned() }
+}
+
+#[cfg(test)]
+mod bps_tests {
+    #[test]
+    fn bps_prints_one_decimal_or_unknown() {
+        assert_eq!(super::bps(251.26), "251.3 bps");
+        assert_eq!(super::bps(f64::NAN), "unknown bps");
+    }
+}

@@ -81,14 +81,14 @@ pub fn position(sb: &StatusBoard) -> String {
     for p in b.open_pairs.values() {
         let _ = writeln!(
             s,
-            "#{} {} {} {}: upbit {} / binance {}, entry {:.1} bps at fx {}",
+            "#{} {} {} {}: upbit {} / binance {}, entry {} at fx {}",
             p.pair,
             n.coin(p.coin),
             labels::direction(p.direction),
             labels::pair_state(p.to),
             qty(p.pos_u),
             qty(p.pos_b),
-            p.entry_premium_bps,
+            labels::bps(p.entry_premium_bps),
             DecimalDp(p.fx_entry.0, 2)
         );
     }
