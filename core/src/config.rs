@@ -79,7 +79,8 @@ pub struct StrategyConfig {
     pub leverage: u32,
     /// FX source for the premium.
     pub fx_source: FxSource,
-    /// Minimum time between two entries on the same coin (ms).
+    /// Minimum time between two entries on the same coin, and between two exit decisions
+    /// of a pair whose exit legs both went unfilled (ms).
     pub entry_cooldown_ms: u64,
     /// Minimum interval between two premium samples sent to telemetry per coin (ms).
     pub telemetry_interval_ms: u64,

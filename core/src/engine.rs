@@ -561,6 +561,7 @@ impl Engine {
                 }
             }
             Some(p) if p.state == PairState::Hedged => self.consider_exit(coin, fx, now, out),
+            Some(p) if p.goal == Goal::Exit => self.exit_retry(coin, now, out),
             Some(_) => {}
         }
     }
@@ -635,12 +636,23 @@ impl Engine {
         }
     }
 
+    /// The strategy's exit: both legs closed by IOC at their walked worst level, for the
+    /// same lot-rounded hedged quantity, when the pair's net PnL stays above
+    /// `exit_min_profit_krw` even if either leg then has to be retried `slippage_bps`
+    /// worse than its limit. That headroom is what lets a leg that one venue does not
+    /// fill be completed at a profit (`exit_retry`) instead of becoming a one-leg loss.
     fn consider_exit(&mut self, coin: u16, fx: (Price, Price), now: Nanos, out: &mut Outbox) {
         if self.trading != TradingState::Active {
             return;
         }
         let c = coin as usize;
         let Some(p) = self.coins[c].pair else { return };
+        // After an exit whose legs both missed, the next decision waits like an entry does,
+        // so a venue that keeps missing is not sent two orders per book.
+        let cooldown = Nanos::from_ms(self.cfg.strategy.entry_cooldown_ms);
+        if p.exit_at.is_some_and(|t| now.since(t) < cooldown) {
+            return;
+        }
         let spec = self.coins[c].spec;
         let (iu, ib) =
             (self.instruments[spec.upbit.0 as usize], self.instruments[spec.binance.0 as usize]);
@@ -659,21 +671,20 @@ impl Engine {
         // Priced at the worst level each leg may fill at (its IOC limit), not at the
         // VWAP: every fill inside the limits is then at least as good as this estimate,
         // which is what makes "never closed at a loss" hold on the venue, not just here.
-        let (Ok(nu), Ok(nb)) = (wu.worst.notional(q), wb.worst.notional(q)) else { return };
-        let cash = |side: Side, n: Quote| Quote(-side.sign() * n.0);
-        let fee =
-            |n: Quote, r: i64| Quote(crate::units::apply_rate_ceil(n.0, r).unwrap_or(i64::MAX));
-        let b_cash = p.b.cash.0 + cash(close_b_side, nb).0;
-        // Converting a USDT gain to KRW sells USDT (bid); a loss buys it (ask).
-        let conv = if b_cash >= 0 { fx.0 } else { fx.1 };
-        let net = p.net_if_closed(
-            cash(close_u_side, nu),
-            fee(nu, iu.taker_fee_e8),
-            cash(close_b_side, nb),
-            fee(nb, ib.taker_fee_e8),
-            conv,
-        );
-        if net <= self.cfg.strategy.exit_min_profit_krw as i128 * SCALE as i128 {
+        let slip = self.cfg.strategy.slippage_bps;
+        let (Some(ru), Some(rb)) =
+            (worse_by(wu.worst, close_u_side, slip), worse_by(wb.worst, close_b_side, slip))
+        else {
+            return;
+        };
+        // Either leg retried at its headroom price, the other at its limit (the net is
+        // monotone in each price, so this also covers both legs at their limits).
+        let min = self.exit_min_net();
+        let ok = |u: Price, b: Price| {
+            let t = [(Leg::U, close_u_side, u, q), (Leg::B, close_b_side, b, q)];
+            self.net_after(c, &t, fx).is_some_and(|n| n > min)
+        };
+        if !ok(ru, wb.worst) || !ok(wu.worst, rb) {
             return;
         }
         let legs = [
@@ -683,8 +694,175 @@ impl Engine {
         if self.intent(coin, Purpose::Exit, None, &legs, 0, now, out).is_some() {
             self.transition(coin, PairState::Closing, None, out);
             if let Some(p) = self.coins[c].pair.as_mut() {
-                p.goal = Goal::Flat;
+                p.goal = Goal::Exit;
+                p.exit_at = Some(now);
             }
+        }
+    }
+
+    /// The smallest net PnL (exclusive) a strategy exit may close a pair at, KRW fixed-point.
+    fn exit_min_net(&self) -> i128 {
+        self.cfg.strategy.exit_min_profit_krw as i128 * SCALE as i128
+    }
+
+    /// Net PnL in KRW (fixed-point) if the pair made `trades` now and held nothing else:
+    /// each trade at its price with the instrument's taker fee (rounded up), the USDT
+    /// side converted at the FX side that makes it smaller (a gain sells USDT at the bid,
+    /// a loss buys it at the ask). `None` on overflow.
+    fn net_after(
+        &self,
+        c: usize,
+        trades: &[(Leg, Side, Price, Qty)],
+        fx: (Price, Price),
+    ) -> Option<i128> {
+        let p = self.coins[c].pair?;
+        let spec = self.coins[c].spec;
+        let (mut cash, mut fees) = ([0i64; 2], [0i64; 2]);
+        for &(leg, side, px, qty) in trades {
+            if qty.0 == 0 {
+                continue;
+            }
+            let (k, inst) = match leg {
+                Leg::U => (0, spec.upbit),
+                Leg::B => (1, spec.binance),
+            };
+            let n = px.notional(qty).ok()?.0;
+            let fee =
+                crate::units::apply_rate_ceil(n, self.instruments[inst.0 as usize].taker_fee_e8)
+                    .ok()?;
+            cash[k] = cash[k].checked_sub(side.sign().checked_mul(n)?)?;
+            fees[k] = fees[k].checked_add(fee)?;
+        }
+        let b = p.b.cash.0 as i128 + cash[1] as i128 - p.b.fees.0 as i128 - fees[1] as i128
+            + p.funding_usdt as i128;
+        let conv = if b >= 0 { fx.0 } else { fx.1 };
+        Some(p.net_if_closed(Quote(cash[0]), Quote(fees[0]), Quote(cash[1]), Quote(fees[1]), conv))
+    }
+
+    /// Completes a strategy exit whose legs filled unequally: one IOC for the missing
+    /// quantity with a new client id, priced by `exit_limit` so that the pair's net stays
+    /// above the exit minimum. Checked afresh before every attempt, paced by
+    /// `hedge_retry_ms`; while the market does not allow it nothing is sent, and every
+    /// book and timer tries again until `orphan_ms_hard` flattens instead. A hedge, not an
+    /// exit: it reduces exposure, so it still goes out while trading is halted.
+    fn exit_retry(&mut self, coin: u16, now: Nanos, out: &mut Outbox) {
+        let c = coin as usize;
+        let Some(p) = self.coins[c].pair else { return };
+        // Not before reconciliation: the positions it would complete are not confirmed.
+        if p.goal != Goal::Exit
+            || self.coins[c].flatten_pending
+            || self.in_flight(coin)
+            || self.trading == TradingState::Reconciling
+        {
+            return;
+        }
+        let Some((leg, inst, side, qty, reduce)) = self.repair_order(c) else { return };
+        let retry = Nanos::from_ms(self.cfg.risk.hedge_retry_ms);
+        if p.repaired_at.is_some_and(|t| now.since(t) < retry) {
+            return;
+        }
+        // The check prices against the books and the FX: only fresh ones will do.
+        let max_age = Nanos::from_ms(self.cfg.risk.book_age_ms_max);
+        let spec = self.coins[c].spec;
+        let fresh = |i: InstrumentId| self.books[i.0 as usize].is_fresh(now, max_age);
+        if !fresh(spec.upbit)
+            || !fresh(spec.binance)
+            || (self.cfg.strategy.fx_source == FxSource::UpbitUsdt
+                && !self.fx_inst.is_some_and(fresh))
+        {
+            return;
+        }
+        let Some(fx) = self.fx_quote() else { return };
+        let Some(px) = self.exit_limit(c, leg, inst, side, qty, fx) else { return };
+        let legs = [(leg, inst, side, px, qty, reduce)];
+        if self.intent(coin, Purpose::Hedge, None, &legs, 0, now, out).is_some()
+            && let Some(pp) = self.coins[c].pair.as_mut()
+        {
+            pp.repaired_at = Some(now);
+        }
+    }
+
+    /// The limit for an exit retry of `qty` on `leg`: the most aggressive price, at most
+    /// `collar_bps` through the touch, at which the pair's net stays above the exit
+    /// minimum — what both legs still hold after it valued at their books' walk for it.
+    /// `None` when not even the touch keeps the net there (the order would lose or not
+    /// fill).
+    fn exit_limit(
+        &self,
+        c: usize,
+        leg: Leg,
+        inst: InstrumentId,
+        side: Side,
+        qty: Qty,
+        fx: (Price, Price),
+    ) -> Option<Price> {
+        let p = self.coins[c].pair?;
+        let spec = self.coins[c].spec;
+        // After this order the legs are equal at `rest`, which a later exit closes.
+        let rest = p.hedged_qty();
+        let close_u = if p.u.pos.0 > 0 { Side::Sell } else { Side::Buy };
+        let (mut rest_u, mut rest_b) = (Price(0), Price(0));
+        if rest.0 > 0 {
+            let wu = self.books[spec.upbit.0 as usize].side_for_taker(close_u).walk(rest);
+            let wb =
+                self.books[spec.binance.0 as usize].side_for_taker(close_u.opposite()).walk(rest);
+            if wu.filled != rest || wb.filled != rest {
+                return None;
+            }
+            (rest_u, rest_b) = (wu.worst, wb.worst);
+        }
+        let min = self.exit_min_net();
+        let pass = |x: Price| {
+            let t = [
+                (leg, side, x, qty),
+                (Leg::U, close_u, rest_u, rest),
+                (Leg::B, close_u.opposite(), rest_b, rest),
+            ];
+            self.net_after(c, &t, fx).is_some_and(|n| n > min)
+        };
+        let b = &self.books[inst.0 as usize];
+        let touch = if side == Side::Buy { b.best_ask()? } else { b.best_bid()? }.px;
+        let bound = self.aggressive_px(inst, side, self.cfg.risk.collar_bps)?;
+        if pass(bound) {
+            return Some(bound);
+        }
+        if !pass(touch) {
+            return None;
+        }
+        // The net falls as the price gets more aggressive: bisect between the touch
+        // (passes) and the collar bound (fails), then round towards the touch.
+        let (mut good, mut bad) = (touch.0, bound.0);
+        while (good - bad).abs() > 1 {
+            let mid = good + (bad - good) / 2;
+            if pass(Price(mid)) {
+                good = mid;
+            } else {
+                bad = mid;
+            }
+        }
+        let tick = self.instruments[inst.0 as usize].tick;
+        let px = match side {
+            Side::Buy => tick.round_down(Price(good)).max(touch),
+            Side::Sell => tick.round_up(Price(good)).min(touch),
+        };
+        pass(px).then_some(px)
+    }
+
+    /// Reports a strategy exit's one-leg exposure once it outlives `orphan_ms_max`: the
+    /// pair turns `OneLeg` and `ONE LEG` is raised, once. A leg that missed and was
+    /// completed within that window (or legs that both missed) is a routine exit miss and
+    /// raises nothing.
+    fn exit_exposure(&mut self, coin: u16, now: Nanos, out: &mut Outbox) {
+        let c = coin as usize;
+        let Some(p) = self.coins[c].pair else { return };
+        let window = Nanos::from_ms(self.cfg.risk.orphan_ms_max);
+        if p.state == PairState::Closing
+            && p.goal == Goal::Exit
+            && p.unhedged_since.is_some_and(|s| now.since(s) >= window)
+            && self.repair_order(c).is_some()
+        {
+            self.transition(coin, PairState::OneLeg, None, out);
+            out.push(Action::Alert(Alert::OneLeg { pair: p.id, coin, unhedged: p.unhedged() }));
         }
     }
 
@@ -982,7 +1160,7 @@ impl Engine {
             (q.0 > 0).then_some((large, inst, side, q, reduce_only))
         };
         match (p.goal, raise_first) {
-            (Goal::Flat, _) => reduce(self),
+            (Goal::Flat | Goal::Exit, _) => reduce(self),
             (Goal::Open, true) => raise(self).or_else(|| reduce(self)),
             (Goal::Open, false) => reduce(self).or_else(|| raise(self)),
         }
@@ -1037,8 +1215,17 @@ impl Engine {
                     // Equal legs but the goal is flat: close what is left.
                     self.flatten_coin(coin, now, out);
                 } else {
+                    // Equal legs again: an exit that missed on both venues (or filled
+                    // both equally in part) is hedged, and the exit is decided afresh.
+                    if let Some(pp) = self.coins[c].pair.as_mut() {
+                        pp.goal = Goal::Open;
+                    }
                     self.transition(coin, PairState::Hedged, None, out);
                 }
+            }
+            (_, false, false) if p.goal == Goal::Exit && !self.coins[c].flatten_pending => {
+                self.exit_exposure(coin, now, out);
+                self.exit_retry(coin, now, out);
             }
             (state, false, false) => {
                 if state != PairState::OneLeg {
@@ -1317,9 +1504,18 @@ impl Engine {
                 self.flatten_coin(coin, now, out);
                 continue;
             }
-            if p.state == PairState::OneLeg && !self.in_flight(coin) {
+            if p.goal == Goal::Exit {
+                self.exit_exposure(coin, now, out);
+                self.exit_retry(coin, now, out);
+            } else if p.state == PairState::OneLeg && !self.in_flight(coin) {
                 self.repair(coin, now, out);
             }
         }
     }
+}
+
+/// `px` moved `bps` against a trade on `side` (up for a buy, down for a sell).
+fn worse_by(px: Price, side: Side, bps: i64) -> Option<Price> {
+    let d = mul_div(px.0, bps.max(0), 10_000).ok()?;
+    Some(Price(px.0 + side.sign() * d))
 }

@@ -1,7 +1,9 @@
 //! The hedged pair: two legs of equal base quantity and opposite sides, and its states.
 //!
 //! `Opening -> Hedged -> Closing -> Closed`, with `OneLeg` whenever the two legs' filled
-//! quantities differ and no order is in flight to fix it. The unhedged quantity is always
+//! quantities differ and no order is in flight to fix it — except during a strategy exit,
+//! where a leg that missed is first retried at a profit and the pair turns `OneLeg` only
+//! once that exposure outlives `orphan_ms_max`. The unhedged quantity is always
 //! `pos_u + pos_b` (the legs have opposite signs), so it is known at every moment.
 
 use crate::action::PnlSplit;
@@ -30,8 +32,11 @@ pub enum PairState {
 pub enum Goal {
     /// Keep the pair open at equal legs.
     Open,
-    /// Reach flat on both venues.
+    /// Reach flat on both venues, at any price (operator flatten, hard orphan deadline).
     Flat,
+    /// Reach flat through the strategy's exit: every order towards flat keeps the pair's
+    /// net PnL above `exit_min_profit_krw`.
+    Exit,
 }
 
 /// Money that moved on one leg.
@@ -87,6 +92,8 @@ pub struct Pair {
     pub repairs: u8,
     /// When the last repair order was sent.
     pub repaired_at: Option<Nanos>,
+    /// When the last strategy exit was decided (paces a new decision after a miss).
+    pub exit_at: Option<Nanos>,
 }
 
 impl Pair {
@@ -116,6 +123,7 @@ impl Pair {
             unhedged_since: None,
             repairs: 0,
             repaired_at: None,
+            exit_at: None,
         }
     }
 

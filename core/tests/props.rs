@@ -190,7 +190,7 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0u8..5).prop_map(Op::Market),
+        4 => (0u8..7).prop_map(Op::Market),
         2 => any::<u8>().prop_map(Op::Ack),
         4 => (any::<u8>(), 1u8..=4).prop_map(|(k, f)| Op::Fill(k, f)),
         1 => any::<u8>().prop_map(Op::DupFill),
@@ -242,7 +242,11 @@ fn run(ops: &[Op]) -> Result<Vec<Action>, TestCaseError> {
     let mut ids: HashSet<ClientId> = HashSet::new();
     let mut sides: BTreeMap<ClientId, Side> = BTreeMap::new();
     let mut pos = [0i64; 2];
-    let bps = [344.0, 200.0, 50.0, -50.0, 600.0];
+    // Pairs the strategy decided to exit, and pairs that were flattened at market.
+    let (mut exits, mut flattens): (HashSet<u32>, HashSet<u32>) = Default::default();
+    // 303 and 293 bps sit just inside the exit thresholds of a pair entered at 344 (with
+    // and without the exit's retry headroom): exits there have the thinnest margin.
+    let bps = [344.0, 200.0, 50.0, -50.0, 600.0, 303.0, 293.0];
     for op in ops {
         let state_before = h.e.trading_state();
         let live_before: HashSet<ClientId> = h.e.live_orders().map(|o| o.req.cl_id).collect();
@@ -386,13 +390,30 @@ fn run(ops: &[Op]) -> Result<Vec<Action>, TestCaseError> {
                     });
                 }
                 Action::Journal(Record::Intent {
-                    purpose: Purpose::Entry | Purpose::Exit, ..
+                    purpose: purpose @ (Purpose::Entry | Purpose::Exit),
+                    pair,
+                    ..
                 }) => {
                     prop_assert_eq!(
                         state_before,
                         TradingState::Active,
                         "entry or exit while not active"
                     );
+                    if *purpose == Purpose::Exit {
+                        exits.insert(*pair);
+                    }
+                }
+                Action::Journal(Record::Intent { purpose: Purpose::Flatten, pair, .. }) => {
+                    flattens.insert(*pair);
+                }
+                // The exit rule: a pair the strategy exits and nothing flattened closes at
+                // net > 0 (fills here are at the limit, fees below the configured rate).
+                Action::Journal(Record::Pair(r))
+                    if r.to == kimp_core::pair::PairState::Closed
+                        && exits.contains(&r.pair)
+                        && !flattens.contains(&r.pair) =>
+                {
+                    prop_assert!(r.pnl.net().0 > 0, "exit closed at net <= 0: {:?}", r);
                 }
                 Action::Journal(Record::Fill { cl_id, qty, .. }) => {
                     let leg = if cl_id.leg == Leg::U { 0 } else { 1 };

@@ -28,10 +28,12 @@ impl Engine {
                     let dir = self.cfg.strategy.direction;
                     cs.pair = Some(Pair::new(pair, coin, dir, Qty::ZERO, Price(0), f64::NAN, ts));
                 }
-                if matches!(purpose, Purpose::Exit | Purpose::Flatten)
-                    && let Some(p) = cs.pair.as_mut()
-                {
-                    p.goal = Goal::Flat;
+                if let Some(p) = cs.pair.as_mut() {
+                    match purpose {
+                        Purpose::Exit => p.goal = Goal::Exit,
+                        Purpose::Flatten => p.goal = Goal::Flat,
+                        Purpose::Entry | Purpose::Hedge => {}
+                    }
                 }
             }
             Record::Order(req) => {
@@ -91,7 +93,8 @@ impl Engine {
                     p.state = pr.to;
                     p.fx_entry = if pr.fx_entry.0 > 0 { pr.fx_entry } else { p.fx_entry };
                     p.entry_premium_bps = pr.entry_premium_bps;
-                    if pr.to == PairState::Closing {
+                    // The intent before it set the goal (an exit keeps its profit rule).
+                    if pr.to == PairState::Closing && p.goal == Goal::Open {
                         p.goal = Goal::Flat;
                     }
                 }
