@@ -127,6 +127,21 @@ pub fn parse_duration_ms(s: &str) -> Option<i64> {
     n.checked_mul(k).filter(|&v| v > 0)
 }
 
+/// A command-line duration: `30s`, `500ms`, `10m`, `2h`, `1d` (the one syntax every
+/// `kimp` command takes); a bare number is seconds.
+pub fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let ms = if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        num(t.as_bytes()).and_then(|n| n.checked_mul(1_000)).filter(|&v| v > 0)
+    } else {
+        parse_duration_ms(t)
+    };
+    match ms {
+        Some(ms) => Ok(std::time::Duration::from_millis(ms as u64)),
+        None => Err(format!("{s:?} is not a positive duration like 30s, 500ms, 10m or 2h")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +170,9 @@ mod tests {
         assert_eq!(parse_duration_ms("30"), Some(30 * DAY_MS));
         assert_eq!(parse_duration_ms("0d"), None);
         assert_eq!(parse_duration_ms("3y"), None);
+        assert_eq!(parse_duration_arg("30s"), Ok(std::time::Duration::from_secs(30)));
+        assert_eq!(parse_duration_arg("30"), Ok(std::time::Duration::from_secs(30)));
+        assert_eq!(parse_duration_arg("1h"), Ok(std::time::Duration::from_secs(3_600)));
+        assert!(parse_duration_arg("0s").is_err() && parse_duration_arg("soon").is_err());
     }
 }
