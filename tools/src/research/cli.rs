@@ -2,6 +2,7 @@
 //! and the research modules.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use kimp_core::event::FxSource;
@@ -14,7 +15,7 @@ use super::candles::{BadLine, load_candles, load_funding, load_fx};
 use super::exec_model::{ExecConfig, Latency};
 use super::metrics::{RunMetrics, RunResult};
 use super::sweep::{self, Point, SweepAxis, SweepRow, WalkWindow, fmt_point};
-use super::timefmt::{fmt_utc, parse_duration_ms, parse_utc_ms};
+use super::timefmt::{fmt_utc, parse_duration_ms, parse_duration_or_zero, parse_utc_ms};
 use crate::runtime::config::Config;
 
 /// Backtest the engine over candles (`--upbit/--binance/--fx`) or recorded messages
@@ -77,12 +78,12 @@ pub struct BacktestArgs {
     /// Binance taker fee, bps (0.04 % = 4).
     #[arg(long, default_value_t = 4.0)]
     pub binance_fee_bps: f64,
-    /// One-way engine ↔ Upbit latency, ms.
-    #[arg(long, default_value_t = 15.0)]
-    pub upbit_latency_ms: f64,
-    /// One-way engine ↔ Binance latency, ms.
-    #[arg(long, default_value_t = 10.0)]
-    pub binance_latency_ms: f64,
+    /// One-way engine ↔ Upbit latency (e.g. `15ms`).
+    #[arg(long, default_value = "15ms", value_name = "DURATION", value_parser = parse_duration_or_zero)]
+    pub upbit_latency: Duration,
+    /// One-way engine ↔ Binance latency (e.g. `10ms`).
+    #[arg(long, default_value = "10ms", value_name = "DURATION", value_parser = parse_duration_or_zero)]
+    pub binance_latency: Duration,
     /// Recorded Upbit latencies to sample from (one per line, ms); overrides the constant.
     #[arg(long, value_name = "FILE")]
     pub upbit_latency_file: Option<PathBuf>,
@@ -110,9 +111,9 @@ pub struct BacktestArgs {
     /// Candle mode: USDT per Binance level.
     #[arg(long, default_value_t = 50_000.0)]
     pub binance_depth_usdt: f64,
-    /// Hours after midnight UTC from which a date-only FX value is in force.
-    #[arg(long, default_value_t = 17.0)]
-    pub fx_lag_hours: f64,
+    /// How long after midnight UTC a date-only FX value comes into force (e.g. `17h`).
+    #[arg(long, default_value = "17h", value_name = "DURATION", value_parser = parse_duration_or_zero)]
+    pub fx_lag: Duration,
     /// Threads for sweeps (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -145,11 +146,11 @@ impl Params {
             .with_context(|| format!("reading {}", a.config.display()))?;
         let config = Config::parse(&text, &a.config).map_err(|e| anyhow::anyhow!("{e}"))?;
         let table: toml::Table = toml::from_str(&text).context("config TOML")?;
-        let lat = |file: &Option<PathBuf>, ms: f64| -> anyhow::Result<Latency> {
+        let lat = |file: &Option<PathBuf>, d: Duration| -> anyhow::Result<Latency> {
             match file {
                 Some(f) => Latency::from_samples_text(&std::fs::read_to_string(f)?)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", f.display())),
-                None => Ok(Latency::Const(Nanos((ms.max(0.0) * 1e6) as u64))),
+                None => Ok(Latency::Const(Nanos(d.as_nanos() as u64))),
             }
         };
         Ok(Self {
@@ -165,8 +166,8 @@ impl Params {
             },
             fees_bps: (a.upbit_fee_bps, a.binance_fee_bps),
             latency: (
-                lat(&a.upbit_latency_file, a.upbit_latency_ms)?,
-                lat(&a.binance_latency_file, a.binance_latency_ms)?,
+                lat(&a.upbit_latency_file, a.upbit_latency)?,
+                lat(&a.binance_latency_file, a.binance_latency)?,
             ),
             capital_krw: a.capital_krw,
         })
@@ -285,7 +286,7 @@ pub fn load_candle_data(a: &BacktestArgs, config: &Config) -> anyhow::Result<Can
         );
     }
     let fx_path = a.fx.as_ref().ok_or_else(|| anyhow::anyhow!("candle mode needs --fx"))?;
-    let fx = load_fx(fx_path, (a.fx_lag_hours * 3_600_000.0) as i64)?;
+    let fx = load_fx(fx_path, a.fx_lag.as_millis() as i64)?;
     report_bad(fx_path, &fx.bad);
     let mut funding = Vec::new();
     for f in &a.funding {
