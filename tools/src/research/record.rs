@@ -85,8 +85,8 @@ pub struct RecordStats {
 }
 
 fn ws_conn(url: &str, token: Token) -> anyhow::Result<WsConn> {
-    let ep = Endpoint::parse(url).map_err(|e| anyhow::anyhow!("{url}: {e:?}"))?;
-    let addr = ep.resolve().map_err(|e| anyhow::anyhow!("{url}: {e:?}"))?;
+    let ep = Endpoint::parse(url).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    let addr = ep.resolve().map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
     let tls = if ep.is_tls() {
         Some(webpki_client_config().map_err(|e| anyhow::anyhow!("tls: {e}"))?)
     } else {
@@ -98,9 +98,9 @@ fn ws_conn(url: &str, token: Token) -> anyhow::Result<WsConn> {
 
 /// Fetches `GET <rest>/fapi/v1/depth?symbol=S&limit=1000` over plain HTTP (loopback).
 fn fetch_snapshot(rest_url: &str, symbol: &str) -> anyhow::Result<(String, Vec<u8>)> {
-    let ep = Endpoint::parse(rest_url).map_err(|e| anyhow::anyhow!("{rest_url}: {e:?}"))?;
+    let ep = Endpoint::parse(rest_url).map_err(|e| anyhow::anyhow!("{rest_url}: {e}"))?;
     anyhow::ensure!(!ep.is_tls(), "snapshots are fetched over plain HTTP only (loopback)");
-    let addr = ep.resolve().map_err(|e| anyhow::anyhow!("{rest_url}: {e:?}"))?;
+    let addr = ep.resolve().map_err(|e| anyhow::anyhow!("{rest_url}: {e}"))?;
     let target = format!("/fapi/v1/depth?symbol={symbol}&limit=1000");
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -286,7 +286,7 @@ pub fn record(a: &RecordArgs) -> anyhow::Result<RecordStats> {
                     WsPoll::Down(r) => {
                         stats.downs += 1;
                         feed.last_down = Some(r);
-                        let note = format!("down {r:?}");
+                        let note = format!("down {}", describe(r));
                         out.write(&Frame {
                             recv_ts_ns: wall_ns(),
                             venue: feed.venue,
