@@ -247,7 +247,7 @@ fn assert_readable(labels: &[(f64, String)], lo: f64, hi: f64) {
     let step = (hi - lo) / 4.0;
     for (k, (_, l)) in labels.iter().enumerate() {
         let want = lo + step * k as f64;
-        assert!((value_of(l) - want).abs() <= step * 0.3, "{l:?} does not read as {want}");
+        assert!((value_of(l) - want).abs() <= step * 0.1, "{l:?} does not read as {want}");
         assert_eq!(l.starts_with('-'), want < 0.0 && value_of(l) != 0.0, "sign of {l:?} ({want})");
     }
 }

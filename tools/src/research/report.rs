@@ -55,7 +55,7 @@ pub fn axis_labels(vals: &[f64], unit: &str) -> Vec<String> {
     // Enough decimals for two significant digits of a tick step, more if labels collide.
     let step = vals.windows(2).map(|w| (w[1] - w[0]).abs() / div).fold(f64::MAX, f64::min);
     let d_min = if step.is_finite() && step > 0.0 {
-        (1.0 - step.log10().ceil()).clamp(0.0, 6.0)
+        (1.0 - step.log10().floor()).clamp(0.0, 6.0)
     } else {
         0.0
     };
