@@ -108,7 +108,9 @@ impl Default for StrategyConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RiskConfig {
-    /// Maximum open pairs across all coins.
+    /// Maximum open pairs across all coins. A coin holds at most one pair at a time (an
+    /// entry needs "no pair open for that coin", DESIGN.md §1), so the limit that can bind
+    /// is `min(max_open_pairs, number of coins)`: with one coin, 3 means 1.
     pub max_open_pairs: u32,
     /// Maximum notional of one Upbit order (KRW).
     pub max_order_notional_krw: i64,

@@ -3,8 +3,11 @@
 use clap::{Parser, Subcommand};
 
 /// kimp — kimchi-premium arbitrage between Upbit (KRW spot) and Binance (USDT-M perps).
+///
+/// Every command is listed below (`kimp help COMMAND` for its options). Durations are
+/// written `30s`, `500ms`, `10m`, `2h`.
 #[derive(Debug, Parser)]
-#[command(name = "kimp", version, about, long_about = None)]
+#[command(name = "kimp", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,7 +32,7 @@ enum Command {
     /// The store: load local ILP files into QuestDB.
     #[command(subcommand)]
     Store(kimp::runtime::cli::StoreCmd),
-    /// Check a configuration file and print the engine settings it yields.
+    /// Check a configuration file (values, coins, keys, journal directory); print its settings.
     Check {
         /// Configuration file (TOML).
         #[arg(long, default_value = "config/default.toml")]

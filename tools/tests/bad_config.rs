@@ -40,19 +40,29 @@ binance = "BTCUSDT"
 entry_bps = 300
 "#;
 
-/// Runs the binary with a 20 s limit; returns (exit code, stdout, stderr).
+/// The four key variables of the default `[keys]` section.
+const KEY_VARS: [&str; 4] = [
+    "KIMP_UPBIT_ACCESS_KEY",
+    "KIMP_UPBIT_SECRET_KEY",
+    "KIMP_BINANCE_API_KEY",
+    "KIMP_BINANCE_SECRET_KEY",
+];
+
+/// Runs the binary with a 20 s limit and no key variables set; returns (exit code,
+/// stdout, stderr).
 fn kimp(args: &[&str], cwd: &Path) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kimp"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("KIMP_UPBIT_ACCESS_KEY")
-        .env_remove("KIMP_UPBIT_SECRET_KEY")
-        .env_remove("KIMP_BINANCE_API_KEY")
-        .env_remove("KIMP_BINANCE_SECRET_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kimp binary");
+    kimp_env(args, cwd, &[])
+}
+
+/// [`kimp`] with these variables set.
+fn kimp_env(args: &[&str], cwd: &Path, vars: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kimp"));
+    cmd.args(args).current_dir(cwd);
+    for v in KEY_VARS {
+        cmd.env_remove(v);
+    }
+    cmd.envs(vars.iter().copied());
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("kimp binary");
     let end = Instant::now() + Duration::from_secs(20);
     while child.try_wait().expect("wait").is_none() {
         if Instant::now() > end {
@@ -108,13 +118,137 @@ fn refused(d: &Path, file: &Path, line: Option<usize>, must: &[&str]) -> String 
     first
 }
 
+/// The key variables set to placeholder values (the check never sends them anywhere).
+fn keys_set() -> Vec<(&'static str, &'static str)> {
+    KEY_VARS.iter().map(|v| (*v, "placeholder-not-a-key")).collect()
+}
+
 #[test]
-fn a_valid_file_passes_check() {
+fn a_valid_file_passes_check_and_its_settings_are_printed_for_people() {
     let d = dir("good");
     let f = write(&d, "good.toml", GOOD);
-    let (code, stdout, stderr) = kimp(&["check", "--config", f.to_str().unwrap()], &d);
+    let (code, stdout, stderr) =
+        kimp_env(&["check", "--config", f.to_str().unwrap()], &d, &keys_set());
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains(": OK"), "{stdout}");
+    // Settings as `key = value` lines with their meaning, not Rust's Debug of the structs.
+    for debug in ["StrategyConfig", "RiskConfig", " { ", "SellPremium", "Rehedge", "UpbitUsdt"] {
+        assert!(!stdout.contains(debug), "Rust Debug output ({debug:?}):\n{stdout}");
+    }
+    for want in [
+        "[strategy]",
+        "direction = \"sell_premium\"",
+        "entry_bps = 300",
+        "3.00 %",
+        "[risk]",
+        "one_leg_policy = \"rehedge\"",
+        "KRW-BTC / BTCUSDT",
+    ] {
+        assert!(stdout.contains(want), "{want:?} missing:\n{stdout}");
+    }
+    let pairs = stdout.lines().find(|l| l.starts_with("max_open_pairs = 3")).unwrap();
+    assert!(pairs.contains("one pair at a time") && pairs.contains("at most 1"), "{pairs}");
+    assert!(!stdout.contains("placeholder-not-a-key"), "a key was printed");
+    assert!(!d.join("journal").exists(), "kimp check created the journal");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn coins_whose_markets_are_of_another_coin_are_refused() {
+    let d = dir("coins");
+    let f = write(&d, "upbit.toml", &GOOD.replace("upbit = \"KRW-BTC\"", "upbit = \"KRW-ETH\""));
+    let shown = refused(&d, &f, Some(13), &["coins.upbit", "\"KRW-ETH\"", "BTC", "\"KRW-BTC\""]);
+    println!("FIGURE bad_config: {shown}");
+    let f =
+        write(&d, "binance.toml", &GOOD.replace("binance = \"BTCUSDT\"", "binance = \"ETHUSDT\""));
+    refused(&d, &f, Some(14), &["coins.binance", "\"ETHUSDT\"", "\"BTCUSDT\""]);
+    // A second coin's mistake is located in its own table (line 19, not the first coin's).
+    let two = GOOD.replace(
+        "binance = \"BTCUSDT\"\n",
+        "binance = \"BTCUSDT\"\n\n[[coins]]\nname = \"ETH\"\nupbit = \"KRW-ETH\"\nbinance = \"BTCUSDT\"\n",
+    );
+    let f = write(&d, "second.toml", &two);
+    refused(&d, &f, Some(19), &["coins.binance", "ETH", "\"ETHUSDT\""]);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn every_missing_key_variable_is_named_in_one_error() {
+    let d = dir("env");
+    let f = write(&d, "env.toml", GOOD);
+    let fs = f.to_str().unwrap();
+    // One variable set: the other three are named, by `kimp check` and by `kimp run`.
+    let one = [(KEY_VARS[0], "placeholder-not-a-key")];
+    for cmd in ["check", "run"] {
+        let (code, stdout, stderr) = kimp_env(&[cmd, "--config", fs], &d, &one);
+        assert_ne!(code, 0, "kimp {cmd} without keys: {stdout}{stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "kimp {cmd}: not one line:\n{stderr}");
+        for v in &KEY_VARS[1..] {
+            assert!(lines[0].contains(v), "kimp {cmd}: {v} not named: {}", lines[0]);
+        }
+        assert!(!lines[0].contains(KEY_VARS[0]), "a set variable named: {}", lines[0]);
+        assert!(!lines[0].contains("placeholder-not-a-key"), "a key was printed");
+        assert!(!d.join("journal").exists(), "kimp {cmd} created a journal before failing");
+        println!("FIGURE bad_config: kimp {cmd}: {}", lines[0]);
+    }
+    let (_, _, stderr) = kimp(&["check", "--config", fs], &d);
+    assert!(stderr.starts_with(&format!("kimp: {fs}: keys: ")), "{stderr}");
+    assert!(KEY_VARS.iter().all(|v| stderr.contains(v)), "{stderr}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_journal_directory_that_cannot_be_created_is_refused_by_check() {
+    let d = dir("journal");
+    // A regular file where a directory of the journal path should be: nothing can create
+    // the journal under it, whoever runs the check (root included).
+    let blocker = d.join("blocker");
+    std::fs::write(&blocker, "not a directory").unwrap();
+    for (name, journal) in [("under-file", blocker.join("journal")), ("is-file", blocker.clone())] {
+        let text = GOOD.replace("JOURNAL", &journal.display().to_string());
+        let f = write(&d, &format!("{name}.toml"), &text);
+        let fs = f.to_str().unwrap();
+        let (code, stdout, stderr) = kimp_env(&["check", "--config", fs], &d, &keys_set());
+        assert_ne!(code, 0, "kimp check accepted journal_dir {}: {stdout}", journal.display());
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "not one line:\n{stderr}");
+        assert!(
+            lines[0].starts_with(&format!("kimp: {fs}:2: runtime.journal_dir: ")),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[0].contains("is not a directory"), "{}", lines[0]);
+        assert!(lines[0].contains(blocker.to_str().unwrap()), "{}", lines[0]);
+        assert!(stdout.trim().is_empty(), "{stdout}");
+        println!("FIGURE bad_config: {}", lines[0]);
+    }
+    // A journal directory that does not exist yet under a writable one passes (and is not
+    // created by the check).
+    let f = write(
+        &d,
+        "fresh.toml",
+        &GOOD.replace("JOURNAL", &d.join("new/journal").display().to_string()),
+    );
+    let (code, stdout, stderr) =
+        kimp_env(&["check", "--config", f.to_str().unwrap()], &d, &keys_set());
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!d.join("new").exists(), "the check created the journal directory");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_fraction_for_an_integer_key_says_an_integer_was_expected() {
+    let d = dir("integer");
+    let f = write(&d, "frac.toml", &GOOD.replace("entry_bps = 300", "entry_bps = 3.5"));
+    let shown = refused(&d, &f, Some(17), &["strategy.entry_bps", "3.5", "expected an integer"]);
+    assert!(!shown.contains("i64"), "Rust type name shown: {shown}");
+    println!("FIGURE bad_config: {shown}");
+    let f =
+        write(&d, "neg.toml", &GOOD.replace("entry_bps = 300", "entry_bps = 300\nleverage = -1"));
+    let shown =
+        refused(&d, &f, Some(18), &["strategy.leverage", "expected an integer (0 or more)"]);
+    assert!(!shown.contains("u32"), "Rust type name shown: {shown}");
     let _ = std::fs::remove_dir_all(&d);
 }
 

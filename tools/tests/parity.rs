@@ -42,10 +42,11 @@ fn paper_run_and_backtest_agree() {
         config: cfg_path.clone(),
         out: dir.join("cap"),
         prefix: "p".into(),
-        duration_s: 13,
+        duration: Some(Duration::from_secs(13)),
         max_frames: 1_000_000,
         rotate_mib: 256,
-        rotate_s: 3_600,
+        rotate: Duration::from_secs(3_600),
+        connect_timeout: Duration::from_secs(10),
         depth_speed: "@100ms".into(),
     };
     let recorder = std::thread::spawn(move || record(&rec_args).expect("record"));

@@ -166,3 +166,60 @@ fn print_kimp_gives_the_worked_example_of_the_protocol_doc() {
     assert_eq!(row[5], "1468.5");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_kcap_capture_replays_like_the_same_messages_as_text() {
+    use kimp::research::capture::{CapVenue, Frame, FrameKind, FrameWriter};
+    let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/protocol");
+    let dir = std::env::temp_dir().join(format!("kimp-replay-kcap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let snap: String = std::fs::read_to_string(fx.join("binance_futures_depth_snapshot.json"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let depth = std::fs::read_to_string(fx.join("binance_futures_depth.jsonl")).unwrap();
+    let upbit = std::fs::read_to_string(fx.join("upbit_orderbook.jsonl")).unwrap();
+    // The same messages as text files (the snapshot's symbol from the file name) ...
+    let text = dir.join("btcusdt_fixture.jsonl");
+    std::fs::write(&text, format!("{snap}\n{depth}")).unwrap();
+    // ... and as one capture, the way `kimp record` writes it: connection notes, the
+    // subscription, the snapshot request line and its body, then the stream messages.
+    let mut w = FrameWriter::new(Vec::new(), 1).unwrap();
+    let mut t = 1_773_240_000_000_000_000u64;
+    let mut frame = |venue, kind, stream, payload: &str| {
+        t += 1_000_000;
+        w.write(&Frame { recv_ts_ns: t, venue, kind, stream, payload: payload.as_bytes() })
+            .unwrap();
+    };
+    frame(CapVenue::Binance, FrameKind::Conn, 1, "open 1");
+    frame(CapVenue::Binance, FrameKind::Sent, 1, "GET /fapi/v1/depth?symbol=BTCUSDT&limit=1000");
+    frame(CapVenue::Binance, FrameKind::Rest, 1, &snap);
+    for l in depth.lines() {
+        frame(CapVenue::Binance, FrameKind::Ws, 1, l);
+    }
+    frame(CapVenue::Upbit, FrameKind::Conn, 0, "open 0");
+    frame(CapVenue::Upbit, FrameKind::Sent, 0, "[{\"ticket\":\"kimp-record\"}]");
+    for l in upbit.lines() {
+        frame(CapVenue::Upbit, FrameKind::Ws, 0, l);
+    }
+    let kcap = dir.join("kimp-00001-1773240000.kcap");
+    std::fs::write(&kcap, w.into_inner()).unwrap();
+    let replay = |files: &[&std::path::Path]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_kimp"))
+            .args(["replay", "--print", "book-top", "--input"])
+            .args(files)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{stderr}");
+        (String::from_utf8(out.stdout).unwrap(), stderr)
+    };
+    let (from_text, _) = replay(&[&text, &fx.join("upbit_orderbook.jsonl")]);
+    let (from_kcap, err) = replay(&[&kcap]);
+    assert_eq!(from_kcap, from_text, "capture and text replays differ");
+    let rows: Vec<&str> = from_kcap.lines().skip(1).collect();
+    assert!(rows.iter().any(|r| r.contains(",binance-usdm,BTCUSDT,")), "{from_kcap}");
+    assert!(rows.iter().any(|r| r.contains(",upbit,KRW-BTC,")), "{from_kcap}");
+    assert!(err.contains("0 gaps") && err.contains("0 malformed"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

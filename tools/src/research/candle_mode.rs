@@ -221,6 +221,11 @@ impl CandleData {
         self.closes.len()
     }
 
+    /// Aligned closes inside `[from, to)`.
+    pub fn aligned_in(&self, from: i64, to: i64) -> usize {
+        self.closes.iter().filter(|c| c.t >= from && c.t < to).count()
+    }
+
     /// First and last close time.
     pub fn span(&self) -> Option<(i64, i64)> {
         Some((self.closes.first()?.t, self.closes.last()?.t))

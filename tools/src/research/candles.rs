@@ -66,8 +66,10 @@ impl Candles {
 pub struct FxSeries {
     /// `(effective from, rate)` in time order.
     pub points: Vec<(i64, Price)>,
-    /// Rows whose value was empty and carried forward from the previous row.
+    /// Rows whose value was empty and carried forward from the previous row (whole file).
     pub carried: usize,
+    /// Effective times of those rows, in time order.
+    pub carried_at: Vec<i64>,
     /// Skipped lines.
     pub bad: Vec<BadLine>,
 }
@@ -77,6 +79,17 @@ impl FxSeries {
     pub fn at(&self, t: i64) -> Option<Price> {
         let i = self.points.partition_point(|p| p.0 <= t);
         i.checked_sub(1).map(|i| self.points[i].1)
+    }
+
+    /// Carried-forward rows a run over `[from, to)` uses: those that take effect inside it,
+    /// and the one already in force at `from` if it was carried.
+    pub fn carried_in(&self, from: i64, to: i64) -> usize {
+        let inside = self.carried_at.iter().filter(|&&t| t > from && t < to).count();
+        let i = self.points.partition_point(|p| p.0 <= from);
+        let at_start = i
+            .checked_sub(1)
+            .is_some_and(|i| self.carried_at.binary_search(&self.points[i].0).is_ok());
+        inside + usize::from(at_start)
     }
 }
 
@@ -249,10 +262,13 @@ pub fn parse_fx(text: &str, date_lag_ms: i64) -> anyhow::Result<FxSeries> {
             continue;
         };
         let v = line.split(',').nth(vi).unwrap_or("").trim().trim_matches('"');
+        let date_only = t.len() <= 10 || t.bytes().all(|c| c.is_ascii_digit());
+        let eff = if date_only && t_ms % DAY_MS == 0 { t_ms + date_lag_ms } else { t_ms };
         let rate = if v.is_empty() || v == "." {
             match last {
                 Some(p) => {
                     out.carried += 1;
+                    out.carried_at.push(eff);
                     p
                 }
                 None => continue, // nothing to carry yet
@@ -270,11 +286,10 @@ pub fn parse_fx(text: &str, date_lag_ms: i64) -> anyhow::Result<FxSeries> {
             }
         };
         last = Some(rate);
-        let date_only = t.len() <= 10 || t.bytes().all(|c| c.is_ascii_digit());
-        let eff = if date_only && t_ms % DAY_MS == 0 { t_ms + date_lag_ms } else { t_ms };
         out.points.push((eff, rate));
     }
     out.points.sort_by_key(|p| p.0);
+    out.carried_at.sort_unstable();
     Ok(out)
 }
 

@@ -2,6 +2,7 @@
 //! and the research modules.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use kimp_core::event::FxSource;
@@ -13,8 +14,8 @@ use super::candle_mode::{BookModel, CandleData, CoinCandles, FundingMissing};
 use super::candles::{BadLine, load_candles, load_funding, load_fx};
 use super::exec_model::{ExecConfig, Latency};
 use super::metrics::{RunMetrics, RunResult};
-use super::sweep::{self, Point, SweepAxis, SweepRow, WalkWindow};
-use super::timefmt::{fmt_utc, parse_duration_ms, parse_utc_ms};
+use super::sweep::{self, Point, SweepAxis, SweepRow, WalkWindow, fmt_point};
+use super::timefmt::{fmt_utc, parse_duration_ms, parse_duration_or_zero, parse_utc_ms};
 use crate::runtime::config::Config;
 
 /// Backtest the engine over candles (`--upbit/--binance/--fx`) or recorded messages
@@ -77,12 +78,12 @@ pub struct BacktestArgs {
     /// Binance taker fee, bps (0.04 % = 4).
     #[arg(long, default_value_t = 4.0)]
     pub binance_fee_bps: f64,
-    /// One-way engine ↔ Upbit latency, ms.
-    #[arg(long, default_value_t = 15.0)]
-    pub upbit_latency_ms: f64,
-    /// One-way engine ↔ Binance latency, ms.
-    #[arg(long, default_value_t = 10.0)]
-    pub binance_latency_ms: f64,
+    /// One-way engine ↔ Upbit latency (e.g. `15ms`).
+    #[arg(long, default_value = "15ms", value_name = "DURATION", value_parser = parse_duration_or_zero)]
+    pub upbit_latency: Duration,
+    /// One-way engine ↔ Binance latency (e.g. `10ms`).
+    #[arg(long, default_value = "10ms", value_name = "DURATION", value_parser = parse_duration_or_zero)]
+    pub binance_latency: Duration,
     /// Recorded Upbit latencies to sample from (one per line, ms); overrides the constant.
     #[arg(long, value_name = "FILE")]
     pub upbit_latency_file: Option<PathBuf>,
@@ -110,9 +111,9 @@ pub struct BacktestArgs {
     /// Candle mode: USDT per Binance level.
     #[arg(long, default_value_t = 50_000.0)]
     pub binance_depth_usdt: f64,
-    /// Hours after midnight UTC from which a date-only FX value is in force.
-    #[arg(long, default_value_t = 17.0)]
-    pub fx_lag_hours: f64,
+    /// How long after midnight UTC a date-only FX value comes into force (e.g. `17h`).
+    #[arg(long, default_value = "17h", value_name = "DURATION", value_parser = parse_duration_or_zero)]
+    pub fx_lag: Duration,
     /// Threads for sweeps (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -145,11 +146,11 @@ impl Params {
             .with_context(|| format!("reading {}", a.config.display()))?;
         let config = Config::parse(&text, &a.config).map_err(|e| anyhow::anyhow!("{e}"))?;
         let table: toml::Table = toml::from_str(&text).context("config TOML")?;
-        let lat = |file: &Option<PathBuf>, ms: f64| -> anyhow::Result<Latency> {
+        let lat = |file: &Option<PathBuf>, d: Duration| -> anyhow::Result<Latency> {
             match file {
                 Some(f) => Latency::from_samples_text(&std::fs::read_to_string(f)?)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", f.display())),
-                None => Ok(Latency::Const(Nanos((ms.max(0.0) * 1e6) as u64))),
+                None => Ok(Latency::Const(Nanos(d.as_nanos() as u64))),
             }
         };
         Ok(Self {
@@ -165,8 +166,8 @@ impl Params {
             },
             fees_bps: (a.upbit_fee_bps, a.binance_fee_bps),
             latency: (
-                lat(&a.upbit_latency_file, a.upbit_latency_ms)?,
-                lat(&a.binance_latency_file, a.binance_latency_ms)?,
+                lat(&a.upbit_latency_file, a.upbit_latency)?,
+                lat(&a.binance_latency_file, a.binance_latency)?,
             ),
             capital_krw: a.capital_krw,
         })
@@ -285,7 +286,7 @@ pub fn load_candle_data(a: &BacktestArgs, config: &Config) -> anyhow::Result<Can
         );
     }
     let fx_path = a.fx.as_ref().ok_or_else(|| anyhow::anyhow!("candle mode needs --fx"))?;
-    let fx = load_fx(fx_path, (a.fx_lag_hours * 3_600_000.0) as i64)?;
+    let fx = load_fx(fx_path, a.fx_lag.as_millis() as i64)?;
     report_bad(fx_path, &fx.bad);
     let mut funding = Vec::new();
     for f in &a.funding {
@@ -425,11 +426,25 @@ fn print_metrics(m: &RunMetrics) {
         m.pnl_fees_krw,
         m.realized_pnl_krw - m.pnl_premium_krw - m.pnl_fx_krw - m.pnl_fees_krw
     );
-    println!("  unrealised      {:.0} (open pairs at mid)", m.unrealized_pnl_krw);
-    println!("fees / funding    {:.0} / {:.0} KRW", m.fees_krw, m.funding_krw);
-    println!("sharpe / sortino  {:.2} / {:.2} ({} returns)", m.sharpe, m.sortino, m.stats_period);
+    println!(
+        "  unrealised      {:.0} (open pairs at mid: {})",
+        m.unrealized_pnl_krw, m.open_pairs_at_end
+    );
+    println!(
+        "fees              {:.0} KRW: closed pairs {:.0} (realised), open pairs {:.0}",
+        m.fees_krw,
+        m.fees_krw - m.fees_open_krw,
+        m.fees_open_krw
+    );
+    println!(
+        "funding           {:.0} KRW: closed pairs {:.0} (realised), open pairs {:.0}",
+        m.funding_krw,
+        m.funding_krw - m.funding_open_krw,
+        m.funding_open_krw
+    );
+    println!("sharpe / sortino  {}", m.ratios_text());
     println!("max drawdown      {:.3} % ({:.0} KRW)", m.max_drawdown_pct, m.max_drawdown_krw);
-    println!("win rate          {:.1} %", m.win_rate * 100.0);
+    println!("win rate          {}", m.win_text());
     println!("holding avg/max   {:.1} h / {:.1} h", m.avg_holding_h, m.max_holding_h);
     println!(
         "max unhedged      {:.0} KRW (longest one-leg {} ms)",
@@ -456,7 +471,7 @@ pub fn run_backtest(a: BacktestArgs) -> anyhow::Result<()> {
     }
     let data = load_candle_data(&a, &base.config)?;
     let (from, to) = range(&a, data.span())?;
-    let assumptions = data_notes(&data, &base.book, a.funding_missing);
+    let assumptions = data_notes(&data, &base.book, a.funding_missing, (from, to));
     for n in &assumptions {
         eprintln!("note: {n}");
     }
@@ -498,6 +513,10 @@ pub fn run_backtest(a: BacktestArgs) -> anyhow::Result<()> {
         let mut concat = RunResult::default();
         let mut offset = 0.0;
         let mut eq = Vec::new();
+        let mut premium = Vec::new();
+        // Each window's engine numbers its pairs from the start: shift them so the ids of
+        // the concatenated test windows stay unique.
+        let mut next_id = 0u32;
         for (k, (train, test)) in sweep::windows(lo, hi, tr, te).into_iter().enumerate() {
             let res = sweep::run_parallel(
                 &points,
@@ -515,18 +534,26 @@ pub fn run_backtest(a: BacktestArgs) -> anyhow::Result<()> {
                 eq.push((t, v + offset));
             }
             offset += r.metrics.net_pnl_krw;
-            concat.pairs.extend(r.pairs.iter().cloned());
+            premium.extend(r.series.as_ref().map_or(&[][..], |s| &s.premium[..]).iter().copied());
+            let base_id = next_id;
+            for p in &r.pairs {
+                let mut p = p.clone();
+                p.pair += base_id;
+                next_id = next_id.max(p.pair + 1);
+                concat.pairs.push(p);
+            }
             let train_pnl = rows[b].metrics.as_ref().map_or(0.0, |m| m.net_pnl_krw);
             println!(
-                "window {}: train {}..{} chose {:?} (net {:.0}); test {}..{}: pairs {}, net {:.0} KRW",
+                "window {}: train {}..{} chose {} (net {:.0}); test {}..{}: pairs {} closed + {} open, net {:.0} KRW",
                 k + 1,
                 fmt_utc(train.0),
                 fmt_utc(train.1),
-                chosen,
+                fmt_point(&chosen),
                 train_pnl,
                 fmt_utc(test.0),
                 fmt_utc(test.1),
                 r.metrics.pairs,
+                r.metrics.open_pairs_at_end,
                 r.metrics.net_pnl_krw
             );
             saved.walk_forward.push(WalkWindow {
@@ -539,7 +566,7 @@ pub fn run_backtest(a: BacktestArgs) -> anyhow::Result<()> {
         }
         let m = combine(&saved.walk_forward, &eq, base.capital_krw);
         concat.metrics = m;
-        concat.series = Some(super::metrics::Series { premium: Vec::new(), equity: eq });
+        concat.series = Some(super::metrics::Series { premium, equity: eq });
         concat.metrics.elapsed_ms = wall.elapsed().as_secs_f64() * 1e3;
         print_metrics(&concat.metrics);
         extra = serde_json::json!({ "walk_forward_windows": saved.walk_forward.len() });
@@ -553,19 +580,28 @@ pub fn run_backtest(a: BacktestArgs) -> anyhow::Result<()> {
         for r in &rows {
             match (&r.metrics, &r.error) {
                 (Some(m), _) => println!(
-                    "{:?}: pairs {}, net {:.0} KRW, sharpe {:.2}, max dd {:.3} %, win {:.0} %",
-                    r.params,
+                    "{}: pairs {} closed + {} open, net {:.0} KRW (realised {:.0}, open pairs {:.0}), sharpe {}, max dd {:.3} %, win {}",
+                    fmt_point(&r.params),
                     m.pairs,
+                    m.open_pairs_at_end,
                     m.net_pnl_krw,
-                    m.sharpe,
+                    m.realized_pnl_krw,
+                    m.unrealized_pnl_krw,
+                    m.sharpe.map_or_else(|| "n/a".to_string(), |v| format!("{v:.2}")),
                     m.max_drawdown_pct,
-                    m.win_rate * 100.0
+                    if m.pairs == 0 {
+                        "n/a".to_string()
+                    } else {
+                        format!("{:.0} % of {} closed", m.win_rate * 100.0, m.pairs)
+                    }
                 ),
-                (None, e) => println!("{:?}: invalid: {}", r.params, e.as_deref().unwrap_or("?")),
+                (None, e) => {
+                    println!("{}: invalid: {}", fmt_point(&r.params), e.as_deref().unwrap_or("?"))
+                }
             }
         }
         let b = sweep::best(&rows).ok_or_else(|| anyhow::anyhow!("no valid sweep point"))?;
-        println!("best: {:?}", rows[b].params);
+        println!("best: {}", fmt_point(&rows[b].params));
         let p = base.with(&rows[b].params)?;
         let mut best_run = run_one(&p, from, to, true)?;
         best_run.metrics.elapsed_ms = wall.elapsed().as_secs_f64() * 1e3;
@@ -626,14 +662,20 @@ pub fn finish_single(
 }
 
 /// The run's assumptions and data coverage, in words (the last line is about funding).
-pub fn data_notes(data: &CandleData, book: &BookModel, missing: FundingMissing) -> Vec<String> {
+/// Counts are of the run's period `[from, to)` where they can be (closes, FX rows).
+pub fn data_notes(
+    data: &CandleData,
+    book: &BookModel,
+    missing: FundingMissing,
+    (from, to): (i64, i64),
+) -> Vec<String> {
     let mut v = book.assumptions();
     v.push(format!(
-        "Data: {} aligned closes, interval {} s, {} closes without a partner dropped; FX rows carried forward: {}.",
-        data.aligned(),
+        "Data: {} aligned closes in the period, interval {} s, {} closes without a partner dropped; FX rows carried forward in the period: {}.",
+        data.aligned_in(from, to),
         data.interval_ms / 1_000,
         data.unaligned,
-        data.fx.carried
+        data.fx.carried_in(from, to)
     ));
     let gap_ms: i64 = data.funding_gaps.iter().map(|g| g.1 - g.0).sum();
     let what = match missing {
@@ -675,6 +717,8 @@ fn combine(w: &[WalkWindow], eq: &[(i64, f64)], capital: f64) -> RunMetrics {
         m.pnl_fees_krw += t.pnl_fees_krw;
         m.fees_krw += t.fees_krw;
         m.funding_krw += t.funding_krw;
+        m.fees_open_krw += t.fees_open_krw;
+        m.funding_open_krw += t.funding_open_krw;
         m.turnover_krw += t.turnover_krw;
         m.events += t.events;
         m.engine_events += t.engine_events;
@@ -699,6 +743,7 @@ fn combine(w: &[WalkWindow], eq: &[(i64, f64)], capital: f64) -> RunMetrics {
     m.max_drawdown_pct = st.max_dd_pct;
     m.max_drawdown_krw = st.max_dd_krw;
     m.stats_period = st.period.into();
+    m.stats_returns = st.returns as u64;
     m.first_ms = w.first().map_or(0, |x| x.result.first_ms);
     m.last_ms = w.last().map_or(0, |x| x.result.last_ms);
     m

@@ -64,21 +64,33 @@ pub struct RunMetrics {
     pub pnl_fx_krw: f64,
     /// Closed pairs: fees component (negative), KRW.
     pub pnl_fees_krw: f64,
-    /// Fees paid on every fill (both venues, open pairs included), KRW (positive).
+    /// Fees paid, KRW (positive): closed pairs' realised fees (`-pnl_fees_krw`, at the FX
+    /// the engine booked them) plus `fees_open_krw`.
     pub fees_krw: f64,
+    /// Fees of the pairs still open at the end, at the last FX, KRW (positive).
+    #[serde(default)]
+    pub fees_open_krw: f64,
     /// Funding received (+) / paid (−), closed and open pairs, KRW.
     pub funding_krw: f64,
+    /// Funding of the pairs still open at the end, KRW.
+    #[serde(default)]
+    pub funding_open_krw: f64,
     /// Net PnL / capital, %.
     pub return_pct: f64,
-    /// Annualised Sharpe ratio of period returns (see `stats_period`).
-    pub sharpe: f64,
-    /// Annualised Sortino ratio.
-    pub sortino: f64,
+    /// Annualised Sharpe ratio of period returns (see `stats_period`); `None` (JSON null,
+    /// "n/a") below [`MIN_RETURNS`] returns, where annualising a few samples means nothing.
+    pub sharpe: Option<f64>,
+    /// Annualised Sortino ratio; `None` like `sharpe`.
+    pub sortino: Option<f64>,
+    /// Number of period returns behind `sharpe` and `sortino`.
+    #[serde(default)]
+    pub stats_returns: u64,
     /// Largest peak-to-trough fall of capital + equity, %.
     pub max_drawdown_pct: f64,
     /// Same, KRW.
     pub max_drawdown_krw: f64,
-    /// Closed pairs with net PnL > 0, fraction.
+    /// Closed pairs with net PnL > 0, fraction of the closed pairs (0 when none closed;
+    /// pairs open at the end are not counted, see `open_pairs_at_end`).
     pub win_rate: f64,
     /// Mean holding time of closed pairs, hours.
     pub avg_holding_h: f64,
@@ -110,6 +122,32 @@ pub struct RunMetrics {
     pub last_ms: i64,
     /// Wall time of the run, ms.
     pub elapsed_ms: f64,
+}
+
+impl RunMetrics {
+    /// Sharpe / Sortino for people: the ratios with their sample, or "n/a" and why.
+    pub fn ratios_text(&self) -> String {
+        let r = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.2}"));
+        let n = format!("{} returns of {}", self.stats_returns, self.stats_period);
+        if self.sharpe.is_none() && self.sortino.is_none() {
+            format!("n/a / n/a ({n}; at least {MIN_RETURNS} needed)")
+        } else {
+            format!("{} / {} ({n})", r(self.sharpe), r(self.sortino))
+        }
+    }
+
+    /// Win rate for people: of the closed pairs, saying how many were open at the end.
+    pub fn win_text(&self) -> String {
+        let rate = if self.pairs == 0 {
+            "n/a (no pair closed)".to_string()
+        } else {
+            format!("{:.1} % of {} closed", self.win_rate * 100.0, self.pairs)
+        };
+        match self.open_pairs_at_end {
+            0 => rate,
+            n => format!("{rate}; {n} open at end not counted"),
+        }
+    }
 }
 
 /// A premium sample for the chart.
@@ -271,11 +309,11 @@ impl Collector {
         self.m.max_one_leg_ms = self.m.max_one_leg_ms.max(age_ms);
     }
 
-    /// Fills the venues made (fees and turnover, converted at the FX of the moment).
+    /// Fills the venues made (turnover, converted at the FX of the moment). Fees are taken
+    /// from the pairs instead, so the total agrees with the realised split.
     pub fn fills(&mut self, fills: &[FillNote], fx: f64) {
         for f in fills {
             let k = if f.venue == Venue::Upbit { 1.0 } else { fx };
-            self.m.fees_krw += f.fee.0 as f64 / S * k;
             self.m.turnover_krw += f.notional.0 as f64 / S * k;
         }
     }
@@ -292,15 +330,17 @@ impl Collector {
         }
     }
 
-    /// Open pairs marked at mid, KRW (no exit fees), and their accrued funding.
+    /// Open pairs marked at mid, KRW (no exit fees), their accrued funding and the fees
+    /// they paid so far.
     fn open_value(
         e: &Engine,
         fx: f64,
         upbit: &[InstrumentId],
         binance: &[InstrumentId],
-    ) -> (f64, f64) {
+    ) -> (f64, f64, f64) {
         let mut v = 0.0;
         let mut funding = 0.0;
+        let mut fees = 0.0;
         for c in 0..upbit.len() {
             let Some(p) = e.pair(c as u16) else { continue };
             let mid = |i: InstrumentId| e.book(i).and_then(|b| b.mid_f64()).unwrap_or(0.0);
@@ -309,8 +349,9 @@ impl Collector {
                 + p.b.pos.0 as f64 / S * mid(binance[c]);
             v += u + b * fx;
             funding += p.funding_usdt as f64 / S * fx;
+            fees += p.u.fees.0 as f64 / S + p.b.fees.0 as f64 / S * fx;
         }
-        (v, funding)
+        (v, funding, fees)
     }
 
     /// Samples the equity curve (at most once per `equity_every_ms`).
@@ -329,7 +370,7 @@ impl Collector {
             return;
         }
         self.next_eq = now.plus(self.every);
-        let (open, _) = Self::open_value(e, fx, upbit, binance);
+        let (open, _, _) = Self::open_value(e, fx, upbit, binance);
         let eq = e.realized_krw() as f64 / S + open;
         self.equity.push((ms(now), eq));
     }
@@ -343,13 +384,15 @@ impl Collector {
         upbit: &[InstrumentId],
         binance: &[InstrumentId],
     ) {
-        let (open, funding) = Self::open_value(e, fx, upbit, binance);
+        let (open, funding, fees) = Self::open_value(e, fx, upbit, binance);
         let realized = e.realized_krw() as f64 / S;
         self.equity.push((ms(now), realized + open));
         self.m.realized_pnl_krw = realized;
         self.m.unrealized_pnl_krw = open;
         self.m.net_pnl_krw = realized + open;
         self.m.funding_krw = funding;
+        self.m.funding_open_krw = funding;
+        self.m.fees_open_krw = fees;
         self.m.first_ms = self.first.map_or(ms(now), ms);
         self.m.last_ms = ms(now);
     }
@@ -366,6 +409,7 @@ impl Collector {
             m.pnl_fees_krw += p.pnl_fees;
             m.funding_krw += p.pnl_funding;
         }
+        m.fees_krw = -m.pnl_fees_krw + m.fees_open_krw;
         if !closed.is_empty() {
             m.win_rate =
                 closed.iter().filter(|p| p.pnl_net > 0.0).count() as f64 / closed.len() as f64;
@@ -389,18 +433,25 @@ impl Collector {
         m.max_drawdown_pct = st.max_dd_pct;
         m.max_drawdown_krw = st.max_dd_krw;
         m.stats_period = st.period.to_string();
+        m.stats_returns = st.returns as u64;
         let series = self.keep.then_some(Series { premium: self.premium, equity: self.equity });
         RunResult { metrics: self.m, pairs: self.pairs, series, exec: ExecStats::default() }
     }
 }
 
+/// Fewest period returns a Sharpe or Sortino ratio is given for: below this the
+/// annualised figure of a few samples (a 30 s run's two minute returns) is noise.
+pub const MIN_RETURNS: usize = 30;
+
 /// Statistics of an equity curve.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EquityStats {
-    /// Annualised Sharpe.
-    pub sharpe: f64,
-    /// Annualised Sortino.
-    pub sortino: f64,
+    /// Annualised Sharpe (`None` below [`MIN_RETURNS`] returns).
+    pub sharpe: Option<f64>,
+    /// Annualised Sortino (`None` below [`MIN_RETURNS`] returns).
+    pub sortino: Option<f64>,
+    /// Number of period returns.
+    pub returns: usize,
     /// Max drawdown of capital + equity, %.
     pub max_dd_pct: f64,
     /// Max drawdown, KRW.
@@ -411,10 +462,17 @@ pub struct EquityStats {
 
 /// Sharpe and Sortino of period returns (equity change / capital), annualised over 365
 /// days (crypto trades every day); the period is a day for runs of 30 days or more, an
-/// hour for 2 days or more, else a minute. Drawdown is over every sample.
+/// hour for 2 days or more, else a minute. Drawdown is over every sample. Below
+/// [`MIN_RETURNS`] returns the ratios are `None`.
 pub fn equity_stats(eq: &[(i64, f64)], capital: f64) -> EquityStats {
-    let mut out =
-        EquityStats { sharpe: 0.0, sortino: 0.0, max_dd_pct: 0.0, max_dd_krw: 0.0, period: "1d" };
+    let mut out = EquityStats {
+        sharpe: None,
+        sortino: None,
+        returns: 0,
+        max_dd_pct: 0.0,
+        max_dd_krw: 0.0,
+        period: "1d",
+    };
     if eq.is_empty() {
         return out;
     }
@@ -457,7 +515,8 @@ pub fn equity_stats(eq: &[(i64, f64)], capital: f64) -> EquityStats {
         rets.push((last - prev) / capital);
         prev = last;
     }
-    if rets.len() < 2 {
+    out.returns = rets.len();
+    if rets.len() < MIN_RETURNS {
         return out;
     }
     let n = rets.len() as f64;
@@ -465,12 +524,8 @@ pub fn equity_stats(eq: &[(i64, f64)], capital: f64) -> EquityStats {
     let var = rets.iter().map(|r| (r - mean) * (r - mean)).sum::<f64>() / (n - 1.0);
     let down = (rets.iter().map(|r| r.min(0.0).powi(2)).sum::<f64>() / n).sqrt();
     let ann = ((365 * DAY_MS) as f64 / period as f64).sqrt();
-    if var > 0.0 {
-        out.sharpe = mean / var.sqrt() * ann;
-    }
-    if down > 0.0 {
-        out.sortino = mean / down * ann;
-    }
+    out.sharpe = Some(if var > 0.0 { mean / var.sqrt() * ann } else { 0.0 });
+    out.sortino = Some(if down > 0.0 { mean / down * ann } else { 0.0 });
     out
 }
 
@@ -488,10 +543,14 @@ mod tests {
         assert!((st.max_dd_pct - 300.0 / 10_200.0 * 100.0).abs() < 1e-9);
         assert_eq!(st.period, "1h", "4 days of data use hourly returns");
         let flat = vec![(0, 0.0), (40 * d, 0.0)];
-        assert_eq!(equity_stats(&flat, 1.0).sharpe, 0.0);
+        assert_eq!(equity_stats(&flat, 1.0).sharpe, Some(0.0));
+        // Five minute returns: too few to annualise.
+        let short: Vec<(i64, f64)> = (0..6).map(|i| (i * 60_000, (i % 2) as f64)).collect();
+        let st = equity_stats(&short, 1e6);
+        assert_eq!((st.sharpe, st.sortino, st.returns), (None, None, 6));
         // A steadily rising curve has a positive Sharpe and no drawdown.
         let up: Vec<(i64, f64)> = (0..60).map(|i| (i * d, (i * i) as f64)).collect();
         let st = equity_stats(&up, 1e6);
-        assert!(st.sharpe > 0.0 && st.max_dd_pct == 0.0 && st.period == "1d");
+        assert!(st.sharpe > Some(0.0) && st.max_dd_pct == 0.0 && st.period == "1d");
     }
 }

@@ -12,10 +12,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use kimp_core::units::Nanos;
-use kimp_gateways::transport::{Endpoint, WsConfig, WsConn, WsPoll, webpki_client_config};
+use kimp_gateways::transport::{
+    DownReason, Endpoint, WsConfig, WsConn, WsPoll, webpki_client_config,
+};
 use mio::{Events, Poll, Token};
 
 use super::capture::{CapVenue, Frame, FrameKind, RotatingWriter};
+use super::timefmt::parse_duration_arg;
 use crate::runtime::config::Config;
 
 /// Record raw venue messages into capture files (docs/capture-format.md).
@@ -30,18 +33,21 @@ pub struct RecordArgs {
     /// File name prefix.
     #[arg(long, default_value = "kimp")]
     pub prefix: String,
-    /// Stop after this many seconds (0 = run until killed).
-    #[arg(long, default_value_t = 0)]
-    pub duration_s: u64,
-    /// Stop after this many frames (0 = no limit).
+    /// Stop after this long (e.g. `30s`, `10m`, `2h`); default: run until killed.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
+    pub duration: Option<Duration>,
+    /// Stop after this many messages (0 = no limit).
     #[arg(long, default_value_t = 0)]
     pub max_frames: u64,
     /// Start a new file past this size, MiB.
     #[arg(long, default_value_t = 256)]
     pub rotate_mib: u64,
-    /// Start a new file after this many seconds.
-    #[arg(long, default_value_t = 3_600)]
-    pub rotate_s: u64,
+    /// Start a new file when the current one spans this long (e.g. `1h`, `30m`).
+    #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = parse_duration_arg)]
+    pub rotate: Duration,
+    /// Give up when no venue stream has opened after this long (e.g. `10s`).
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration_arg)]
+    pub connect_timeout: Duration,
     /// Binance depth stream speed suffix (`@100ms`, `@500ms`, or empty for 250 ms).
     #[arg(long, default_value = "@100ms")]
     pub depth_speed: String,
@@ -53,7 +59,13 @@ fn wall_ns() -> u64 {
 
 struct Feed {
     venue: CapVenue,
+    /// The URL without its query (stream lists are long), for messages.
+    url: String,
     conn: WsConn,
+    /// The stream opened at least once.
+    opened: bool,
+    /// Why the last attempt failed.
+    last_down: Option<DownReason>,
     subscribe: Option<String>,
     /// Binance symbols whose REST snapshot is fetched when this stream opens.
     snapshots: Vec<String>,
@@ -73,8 +85,8 @@ pub struct RecordStats {
 }
 
 fn ws_conn(url: &str, token: Token) -> anyhow::Result<WsConn> {
-    let ep = Endpoint::parse(url).map_err(|e| anyhow::anyhow!("{url}: {e:?}"))?;
-    let addr = ep.resolve().map_err(|e| anyhow::anyhow!("{url}: {e:?}"))?;
+    let ep = Endpoint::parse(url).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    let addr = ep.resolve().map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
     let tls = if ep.is_tls() {
         Some(webpki_client_config().map_err(|e| anyhow::anyhow!("tls: {e}"))?)
     } else {
@@ -86,9 +98,9 @@ fn ws_conn(url: &str, token: Token) -> anyhow::Result<WsConn> {
 
 /// Fetches `GET <rest>/fapi/v1/depth?symbol=S&limit=1000` over plain HTTP (loopback).
 fn fetch_snapshot(rest_url: &str, symbol: &str) -> anyhow::Result<(String, Vec<u8>)> {
-    let ep = Endpoint::parse(rest_url).map_err(|e| anyhow::anyhow!("{rest_url}: {e:?}"))?;
+    let ep = Endpoint::parse(rest_url).map_err(|e| anyhow::anyhow!("{rest_url}: {e}"))?;
     anyhow::ensure!(!ep.is_tls(), "snapshots are fetched over plain HTTP only (loopback)");
-    let addr = ep.resolve().map_err(|e| anyhow::anyhow!("{rest_url}: {e:?}"))?;
+    let addr = ep.resolve().map_err(|e| anyhow::anyhow!("{rest_url}: {e}"))?;
     let target = format!("/fapi/v1/depth?symbol={symbol}&limit=1000");
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -153,30 +165,29 @@ pub fn record(a: &RecordArgs) -> anyhow::Result<RecordStats> {
     let market: Vec<String> = lower.iter().map(|s| format!("{s}@markPrice@1s")).collect();
     let b = cfg.venues.binance.ws_url.trim_end_matches('/');
     let mut feeds = [
-        Feed {
-            venue: CapVenue::Upbit,
-            conn: ws_conn(&cfg.venues.upbit.ws_url, Token(0))?,
-            subscribe: Some(sub),
-            snapshots: vec![],
-        },
-        Feed {
-            venue: CapVenue::Binance,
-            conn: ws_conn(&format!("{b}/public/stream?streams={}", public.join("/")), Token(1))?,
-            subscribe: None,
-            snapshots: cfg.coins.iter().map(|c| c.binance.clone()).collect(),
-        },
-        Feed {
-            venue: CapVenue::Binance,
-            conn: ws_conn(&format!("{b}/market/stream?streams={}", market.join("/")), Token(2))?,
-            subscribe: None,
-            snapshots: vec![],
-        },
+        Feed::new(CapVenue::Upbit, &cfg.venues.upbit.ws_url, "", 0, Some(sub), vec![])?,
+        Feed::new(
+            CapVenue::Binance,
+            &format!("{b}/public/stream"),
+            &format!("?streams={}", public.join("/")),
+            1,
+            None,
+            cfg.coins.iter().map(|c| c.binance.clone()).collect(),
+        )?,
+        Feed::new(
+            CapVenue::Binance,
+            &format!("{b}/market/stream"),
+            &format!("?streams={}", market.join("/")),
+            2,
+            None,
+            vec![],
+        )?,
     ];
     let mut out = RotatingWriter::new(
         &a.out,
         &a.prefix,
         a.rotate_mib.max(1) << 20,
-        a.rotate_s.max(1) * 1_000_000_000,
+        (a.rotate.as_nanos() as u64).max(1),
     )
     .with_context(|| format!("creating {}", a.out.display()))?;
     let mut poll = Poll::new()?;
@@ -186,9 +197,14 @@ pub fn record(a: &RecordArgs) -> anyhow::Result<RecordStats> {
     let mut last_flush = Instant::now();
     let mut err: Option<std::io::Error> = None;
     loop {
-        if (a.duration_s > 0 && start.elapsed() >= Duration::from_secs(a.duration_s))
+        if a.duration.is_some_and(|d| start.elapsed() >= d)
             || (a.max_frames > 0 && stats.messages >= a.max_frames)
         {
+            break;
+        }
+        // Nothing listening (a wrong URL, the simulator not started): say so instead of
+        // recording reconnect attempts forever.
+        if !feeds.iter().any(|f| f.opened) && start.elapsed() >= a.connect_timeout {
             break;
         }
         poll.poll(&mut events, Some(Duration::from_millis(5)))?;
@@ -225,6 +241,7 @@ pub fn record(a: &RecordArgs) -> anyhow::Result<RecordStats> {
                 match c {
                     WsPoll::Idle => {}
                     WsPoll::Opened => {
+                        feed.opened = true;
                         let ts = wall_ns();
                         let note = format!("open {}", feed.conn.token().0);
                         out.write(&Frame {
@@ -268,7 +285,8 @@ pub fn record(a: &RecordArgs) -> anyhow::Result<RecordStats> {
                     }
                     WsPoll::Down(r) => {
                         stats.downs += 1;
-                        let note = format!("down {r:?}");
+                        feed.last_down = Some(r);
+                        let note = format!("down {}", describe(r));
                         out.write(&Frame {
                             recv_ts_ns: wall_ns(),
                             venue: feed.venue,
@@ -294,7 +312,66 @@ pub fn record(a: &RecordArgs) -> anyhow::Result<RecordStats> {
     out.close()?;
     stats.frames = out.frames;
     stats.files = out.files.clone();
+    let unreachable: Vec<String> = feeds
+        .iter()
+        .filter(|f| !f.opened)
+        .map(|f| {
+            let why = f.last_down.map_or_else(|| "no answer".to_string(), describe);
+            format!("{} ({why})", f.url)
+        })
+        .collect();
+    if unreachable.len() == feeds.len() {
+        // Only reconnect notes were written: a file of those would look like a recording.
+        for f in &stats.files {
+            let _ = std::fs::remove_file(f);
+        }
+        anyhow::bail!(
+            "could not connect to any venue stream in {}s, nothing recorded: {} (is the \
+             simulator running on the config's ports? see docs/capture-format.md)",
+            start.elapsed().as_secs(),
+            unreachable.join(", ")
+        );
+    }
+    if !unreachable.is_empty() {
+        anyhow::bail!(
+            "recorded {} messages into {}, but these streams never opened: {}",
+            stats.messages,
+            stats.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "),
+            unreachable.join(", ")
+        );
+    }
     Ok(stats)
+}
+
+/// A down reason in words.
+fn describe(r: DownReason) -> String {
+    match r {
+        DownReason::ConnectFailed(k) => format!("connect failed: {k}"),
+        DownReason::ConnectTimeout => "connect timed out".into(),
+        DownReason::HandshakeStatus(s) => format!("upgrade refused with HTTP {s}"),
+        other => format!("{other:?}"),
+    }
+}
+
+impl Feed {
+    fn new(
+        venue: CapVenue,
+        url: &str,
+        query: &str,
+        token: usize,
+        subscribe: Option<String>,
+        snapshots: Vec<String>,
+    ) -> anyhow::Result<Self> {
+        Ok(Feed {
+            venue,
+            url: url.to_string(),
+            conn: ws_conn(&format!("{url}{query}"), Token(token))?,
+            opened: false,
+            last_down: None,
+            subscribe,
+            snapshots,
+        })
+    }
 }
 
 /// `kimp record`.

@@ -5,7 +5,8 @@
 //! `exchange_ts_ms,venue,symbol,bid_px,bid_qty,ask_px,ask_qty`. `--print kimp` writes the
 //! mid and executable premium of one coin whenever either of its books or the FX book moves.
 //! Diagnostics (gaps, resyncs, malformed lines) go to stderr. Files given together are one
-//! continuous stream, in the order given.
+//! continuous stream, in the order given; `kimp record` captures (`.kcap`) are read frame by
+//! frame, the venue taken from each frame and a REST snapshot's symbol from its request.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ use kimp_gateways::symbols::SymbolTable;
 use kimp_gateways::upbit::market::UpbitMarketParser;
 
 use super::candles::read_text;
+use super::capture::{CapVenue, FrameKind, FrameReader, is_capture, read_file};
 use super::tick_mode::unescape_py;
 
 /// What to print.
@@ -38,8 +40,9 @@ pub enum PrintWhat {
 /// `kimp replay` arguments.
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
-    /// Recorded files: gzip or plain `<local_ts> <json>` lines (Binance collector), cryptofeed
-    /// `<ts>: b'<json>'` lines (Upbit), or bare JSON lines; one stream, in the order given.
+    /// Recorded files: `kimp record` captures (`.kcap`), gzip or plain `<local_ts> <json>`
+    /// lines (Binance collector), cryptofeed `<ts>: b'<json>'` lines (Upbit), or bare JSON
+    /// lines; one stream, in the order given.
     #[arg(long, required = true, num_args = 1..)]
     pub input: Vec<PathBuf>,
     /// Output.
@@ -68,7 +71,72 @@ fn binance_venue(path: &Path) -> Venue {
     if p.contains("spot") { Venue::BinanceSpot } else { Venue::Binance }
 }
 
-/// One message of a recording: receive time (ns, 0 when the line has none) and payload.
+/// One message of a recording.
+struct Rec {
+    /// Receive time, ns (0 when the line has none).
+    ts: u64,
+    payload: Vec<u8>,
+    /// The venue, when the file says (captures); text files are told apart by content.
+    venue: Option<Venue>,
+    /// A REST depth snapshot of this Binance symbol (captures name it in a `Sent` frame).
+    snapshot: Option<String>,
+}
+
+/// The messages of a text recording and the number of lines that are not messages.
+fn text_msgs(text: &str) -> (Vec<Rec>, u64) {
+    let mut out = Vec::new();
+    let mut bad = 0;
+    for l in lines(text) {
+        match l {
+            Some((ts, payload)) => out.push(Rec { ts, payload, venue: None, snapshot: None }),
+            None => bad += 1,
+        }
+    }
+    (out, bad)
+}
+
+/// The messages of a capture file (docs/capture-format.md): WebSocket payloads, and REST
+/// bodies named by the request line sent before them on the same stream. Frames of an
+/// unknown kind and a torn tail are counted as skipped.
+fn capture_msgs(raw: &[u8]) -> Result<(Vec<Rec>, u64)> {
+    let mut r = FrameReader::new(raw)?;
+    let mut request: std::collections::HashMap<u16, String> = Default::default();
+    let mut out = Vec::new();
+    let mut skipped = 0;
+    while let Some(f) = r.next_frame() {
+        let venue = match f.venue {
+            CapVenue::Upbit => Venue::Upbit,
+            CapVenue::Binance => Venue::Binance,
+            CapVenue::BinanceSpot => Venue::BinanceSpot,
+        };
+        let rec = |snapshot| Rec {
+            ts: f.recv_ts_ns,
+            payload: f.payload.to_vec(),
+            venue: Some(venue),
+            snapshot,
+        };
+        match f.kind {
+            FrameKind::Ws => out.push(rec(None)),
+            FrameKind::Sent => {
+                // `GET /fapi/v1/depth?symbol=BTCUSDT&limit=1000` names the next REST body.
+                let s = String::from_utf8_lossy(f.payload);
+                if let Some(sym) = s.split("symbol=").nth(1) {
+                    let sym: String = sym.chars().take_while(char::is_ascii_alphanumeric).collect();
+                    request.insert(f.stream, sym.to_ascii_uppercase());
+                }
+            }
+            FrameKind::Rest => match request.remove(&f.stream) {
+                Some(sym) => out.push(rec(Some(sym))),
+                None => skipped += 1,
+            },
+            FrameKind::Conn => {}
+        }
+    }
+    skipped += r.unknown + u64::from(r.torn_bytes > 0);
+    Ok((out, skipped))
+}
+
+/// One message of a text recording: receive time (ns, 0 when the line has none) and payload.
 fn lines(text: &str) -> impl Iterator<Item = Option<(u64, Vec<u8>)>> + '_ {
     text.lines().filter(|l| !l.trim().is_empty()).map(|line| {
         let line = line.trim_end();
@@ -152,27 +220,27 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     let mut upbit_syms: Vec<String> = Vec::new();
     let mut binance_syms: Vec<(Venue, String)> = Vec::new();
     for path in &args.input {
-        let text = read_text(path)?;
+        let raw = read_file(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
         let bv = binance_venue(path);
-        let mut msgs = Vec::new();
-        let mut bad = 0u64;
-        for l in lines(&text) {
-            match l {
-                Some((ts, p)) => {
-                    let mut syms = Vec::new();
-                    scan_symbols(&p, &mut syms);
-                    for s in syms {
-                        if s.starts_with("KRW-") || s.contains('-') {
-                            if !upbit_syms.contains(&s) {
-                                upbit_syms.push(s);
-                            }
-                        } else if !binance_syms.iter().any(|(v, x)| *v == bv && *x == s) {
-                            binance_syms.push((bv, s));
-                        }
+        let capture = is_capture(&raw);
+        let (msgs, bad) = if capture {
+            capture_msgs(&raw).map_err(|e| anyhow!("{}: {e}", path.display()))?
+        } else {
+            text_msgs(&read_text(path)?)
+        };
+        for m in &msgs {
+            let mut syms = Vec::new();
+            scan_symbols(&m.payload, &mut syms);
+            syms.extend(m.snapshot.clone());
+            let mv = m.venue.unwrap_or(bv);
+            for s in syms {
+                if mv == Venue::Upbit || (m.venue.is_none() && s.contains('-')) {
+                    if !upbit_syms.contains(&s) {
+                        upbit_syms.push(s);
                     }
-                    msgs.push((ts, p));
+                } else if !binance_syms.iter().any(|(v, x)| *v == mv && *x == s) {
+                    binance_syms.push((mv, s));
                 }
-                None => bad += 1,
             }
         }
         let fs = file_symbol(path);
@@ -183,7 +251,8 @@ pub fn run(args: ReplayArgs) -> Result<()> {
             binance_syms.push((bv, fs.clone()));
         }
         if bad > 0 {
-            eprintln!("{}: {bad} lines are not messages (skipped)", path.display());
+            let what = if capture { "frames" } else { "lines" };
+            eprintln!("{}: {bad} {what} are not messages (skipped)", path.display());
         }
         files.push((path.clone(), bv, fs, msgs));
     }
@@ -229,32 +298,44 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         PrintWhat::Kimp => writeln!(out, "exchange_ts_ms,coin,mid_bps,sell_bps,buy_bps,fx,qty")?,
     }
     for (path, bv, fs, msgs) in &files {
-        for (ts, payload) in msgs {
-            let is_upbit = payload.windows(4).take(64).any(|w| w == b"\"ty\"" || w == b"\"cd\"")
-                || payload.windows(7).take(64).any(|w| w == b"\"code\":");
+        for m in msgs {
+            let payload = &m.payload;
+            let is_upbit = match m.venue {
+                Some(v) => v == Venue::Upbit,
+                None => {
+                    payload.windows(4).take(64).any(|w| w == b"\"ty\"" || w == b"\"cd\"")
+                        || payload.windows(7).take(64).any(|w| w == b"\"code\":")
+                }
+            };
+            let ts = m.ts;
             if is_upbit {
                 let parsed = upbit_p.parse(payload);
-                st.on_msg(parsed, *ts, None, &mut out, kimp.as_mut())?;
+                st.on_msg(parsed, ts, None, &mut out, kimp.as_mut())?;
                 continue;
             }
-            let parser = if *bv == Venue::BinanceSpot { &mut spot_p } else { &mut usdm_p };
-            if is_snapshot(payload) {
-                let Some(id) = st.find(*bv, fs) else {
-                    eprintln!("{}: snapshot for unknown symbol {fs}", path.display());
+            let bv = m.venue.unwrap_or(*bv);
+            let parser = if bv == Venue::BinanceSpot { &mut spot_p } else { &mut usdm_p };
+            let snap = match &m.snapshot {
+                Some(s) => Some(s.as_str()),
+                None => (m.venue.is_none() && is_snapshot(payload)).then_some(fs.as_str()),
+            };
+            if let Some(sym) = snap {
+                let Some(id) = st.find(bv, sym) else {
+                    eprintln!("{}: snapshot for unknown symbol {sym}", path.display());
                     continue;
                 };
                 let parsed = parser.parse_snapshot(id, payload);
-                st.on_snapshot(parsed, *ts, &mut out, kimp.as_mut())?;
+                st.on_snapshot(parsed, ts, &mut out, kimp.as_mut())?;
                 // The buffered diffs, in order: what the snapshot covers is dropped.
                 let buffered = std::mem::take(&mut st.pending[id.0 as usize]);
                 for p in &buffered {
                     let parsed = parser.parse(p);
-                    st.on_msg(parsed, *ts, None, &mut out, kimp.as_mut())?;
+                    st.on_msg(parsed, ts, None, &mut out, kimp.as_mut())?;
                 }
                 continue;
             }
             let parsed = parser.parse(payload);
-            st.on_msg(parsed, *ts, Some(payload), &mut out, kimp.as_mut())?;
+            st.on_msg(parsed, ts, Some(payload), &mut out, kimp.as_mut())?;
         }
     }
     out.flush()?;

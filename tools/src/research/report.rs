@@ -26,6 +26,48 @@ pub struct ReportArgs {
 const W: f64 = 900.0;
 const H: f64 = 260.0;
 const PAD: f64 = 48.0;
+/// Left margin: room for the longest y label ([`axis_labels`] keeps them to 8 characters).
+const PAD_L: f64 = 64.0;
+
+/// Labels for the y-axis ticks `vals`: large values in k/M, and as many decimals as it
+/// takes for neighbouring ticks to read differently (a range of 0.04 % is not five
+/// "-0.0 %"); no negative zero.
+pub fn axis_labels(vals: &[f64], unit: &str) -> Vec<String> {
+    let big = vals.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let (div, suffix) = if big >= 1e9 {
+        (1e9, "G")
+    } else if big >= 1e6 {
+        (1e6, "M")
+    } else if big >= 1e4 {
+        (1e3, "k")
+    } else {
+        (1.0, "")
+    };
+    let one = |v: f64, d: usize| {
+        let t = format!("{:.*}", d, v / div);
+        let t = if t.trim_start_matches('-').bytes().all(|b| b == b'0' || b == b'.') {
+            t.trim_start_matches('-').to_string()
+        } else {
+            t
+        };
+        format!("{t}{suffix}{unit}")
+    };
+    // Enough decimals for two significant digits of a tick step, more if labels collide.
+    let step = vals.windows(2).map(|w| (w[1] - w[0]).abs() / div).fold(f64::MAX, f64::min);
+    let d_min = if step.is_finite() && step > 0.0 {
+        (1.0 - step.log10().floor()).clamp(0.0, 6.0)
+    } else {
+        0.0
+    };
+    let mut best = Vec::new();
+    for d in d_min as usize..=6 {
+        best = vals.iter().map(|&v| one(v, d)).collect();
+        if best.windows(2).all(|w| w[0] != w[1]) {
+            break;
+        }
+    }
+    best
+}
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
@@ -61,7 +103,7 @@ fn chart(title: &str, series: &[Line<'_>], marks: &[Mark<'_>], y_unit: &str) -> 
         y0 -= 1.0;
         y1 += 1.0;
     }
-    let sx = |x: f64| PAD + (x - x0) / (x1 - x0) * (W - 2.0 * PAD);
+    let sx = |x: f64| PAD_L + (x - x0) / (x1 - x0) * (W - PAD_L - PAD);
     let sy = |y: f64| H - PAD / 2.0 - (y - y0) / (y1 - y0) * (H - PAD);
     let _ = write!(
         s,
@@ -70,22 +112,21 @@ fn chart(title: &str, series: &[Line<'_>], marks: &[Mark<'_>], y_unit: &str) -> 
     );
     let _ = write!(
         s,
-        "<rect x=\"{PAD}\" y=\"{}\" width=\"{}\" height=\"{}\" class=\"frame\"/>",
+        "<rect x=\"{PAD_L}\" y=\"{}\" width=\"{}\" height=\"{}\" class=\"frame\"/>",
         PAD / 2.0,
-        W - 2.0 * PAD,
+        W - PAD_L - PAD,
         H - PAD
     );
-    for k in 0..=4 {
-        let y = y0 + (y1 - y0) * k as f64 / 4.0;
+    let ticks: Vec<f64> = (0..=4).map(|k| y0 + (y1 - y0) * k as f64 / 4.0).collect();
+    for (&y, label) in ticks.iter().zip(axis_labels(&ticks, y_unit)) {
         let _ = write!(
             s,
-            "<line x1=\"{PAD}\" x2=\"{}\" y1=\"{1:.1}\" y2=\"{1:.1}\" class=\"grid\"/><text x=\"{2}\" y=\"{3:.1}\" class=\"ax\" text-anchor=\"end\">{4:.1}{5}</text>",
+            "<line x1=\"{PAD_L}\" x2=\"{}\" y1=\"{1:.1}\" y2=\"{1:.1}\" class=\"grid\"/><text x=\"{2}\" y=\"{3:.1}\" class=\"ax\" text-anchor=\"end\">{4}</text>",
             W - PAD,
             sy(y),
-            PAD - 4.0,
+            PAD_L - 4.0,
             sy(y) + 4.0,
-            y,
-            esc(y_unit)
+            esc(&label)
         );
     }
     for k in 0..=4 {
@@ -106,7 +147,7 @@ fn chart(title: &str, series: &[Line<'_>], marks: &[Mark<'_>], y_unit: &str) -> 
     if y0 < 0.0 && y1 > 0.0 {
         let _ = write!(
             s,
-            "<line x1=\"{PAD}\" x2=\"{}\" y1=\"{1:.1}\" y2=\"{1:.1}\" class=\"zero\"/>",
+            "<line x1=\"{PAD_L}\" x2=\"{}\" y1=\"{1:.1}\" y2=\"{1:.1}\" class=\"zero\"/>",
             W - PAD,
             sy(0.0)
         );
@@ -127,7 +168,7 @@ fn chart(title: &str, series: &[Line<'_>], marks: &[Mark<'_>], y_unit: &str) -> 
         let _ = write!(
             s,
             "<text x=\"{}\" y=\"{}\" fill=\"{colour}\" class=\"ax\">{}</text>",
-            PAD + 6.0 + 110.0 * i as f64,
+            PAD_L + 6.0 + 110.0 * i as f64,
             PAD / 2.0 - 6.0,
             esc(name)
         );
@@ -265,17 +306,25 @@ fn metrics_table(m: &RunMetrics) -> String {
             "Premium change / FX / fees / funding",
             format!(
                 "{:.0} / {:.0} / {:.0} / {:.0} KRW",
-                m.pnl_premium_krw, m.pnl_fx_krw, m.pnl_fees_krw, m.funding_krw
+                m.pnl_premium_krw,
+                m.pnl_fx_krw,
+                m.pnl_fees_krw,
+                m.funding_krw - m.funding_open_krw
             ),
         ),
         ("Unrealised (open pairs at mid)", format!("{:.0} KRW", m.unrealized_pnl_krw)),
-        ("Fees paid (all fills)", format!("{:.0} KRW", m.fees_krw)),
         (
-            "Sharpe / Sortino",
-            format!("{:.2} / {:.2} ({} returns)", m.sharpe, m.sortino, m.stats_period),
+            "Fees paid (closed pairs + open pairs)",
+            format!(
+                "{:.0} KRW ({:.0} + {:.0})",
+                m.fees_krw,
+                m.fees_krw - m.fees_open_krw,
+                m.fees_open_krw
+            ),
         ),
+        ("Sharpe / Sortino", m.ratios_text()),
         ("Max drawdown", format!("{:.3} % ({:.0} KRW)", m.max_drawdown_pct, m.max_drawdown_krw)),
-        ("Win rate", format!("{:.1} %", m.win_rate * 100.0)),
+        ("Win rate", m.win_text()),
         ("Holding avg / max", format!("{:.1} h / {:.1} h", m.avg_holding_h, m.max_holding_h)),
         ("Max unhedged exposure", format!("{:.0} KRW", m.max_unhedged_krw)),
         (
@@ -411,7 +460,7 @@ pub fn render(run: Option<&SavedRun>, live: &[PremiumPoint], notes: &[String]) -
                     fmt_date(w.train.1),
                     fmt_date(w.test.0),
                     fmt_date(w.test.1),
-                    esc(&format!("{:?}", w.chosen)),
+                    esc(&super::sweep::fmt_point(&w.chosen)),
                     w.train_net_pnl_krw,
                     w.result.pairs,
                     w.result.net_pnl_krw

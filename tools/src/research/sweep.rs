@@ -48,6 +48,11 @@ fn round9(v: f64) -> f64 {
 /// One grid point: a value per axis, in axis order.
 pub type Point = Vec<(String, f64)>;
 
+/// A point for people: `strategy.entry_bps=400, book.levels=5`.
+pub fn fmt_point(p: &[(String, f64)]) -> String {
+    p.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+}
+
 /// Every combination of the axes (the first axis varies slowest).
 pub fn grid(axes: &[SweepAxis]) -> Vec<Point> {
     let mut out: Vec<Point> = vec![Vec::new()];

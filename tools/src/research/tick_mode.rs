@@ -400,7 +400,7 @@ pub fn run_cli(a: &BacktestArgs, base: &Params) -> anyhow::Result<()> {
         }
     }
     let fx = match &a.fx {
-        Some(f) => Some(super::candles::load_fx(f, (a.fx_lag_hours * 3_600_000.0) as i64)?),
+        Some(f) => Some(super::candles::load_fx(f, a.fx_lag.as_millis() as i64)?),
         None => None,
     };
     let (lo, hi) = data.span().ok_or_else(|| anyhow::anyhow!("no messages in the inputs"))?;

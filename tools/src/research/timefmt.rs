@@ -127,6 +127,35 @@ pub fn parse_duration_ms(s: &str) -> Option<i64> {
     n.checked_mul(k).filter(|&v| v > 0)
 }
 
+/// A command-line duration (`30s`, `500ms`, `0.5ms`, `10m`, `2h`, `1d`; a bare number is
+/// seconds), zero allowed.
+pub fn parse_duration_or_zero(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let i = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (n, unit) = (&t[..i], t[i..].trim());
+    let k = match unit {
+        "ms" => 1e-3,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3_600.0,
+        "d" => 86_400.0,
+        _ => f64::NAN,
+    };
+    match n.parse::<f64>().map(|v| v * k) {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Ok(std::time::Duration::from_secs_f64(secs)),
+        _ => Err(format!("{s:?} is not a duration like 30s, 500ms, 10m or 2h")),
+    }
+}
+
+/// A command-line duration like [`parse_duration_or_zero`], but more than zero (the one
+/// syntax every `kimp` command takes).
+pub fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    match parse_duration_or_zero(s)? {
+        d if d.is_zero() => Err(format!("{s:?} must be longer than zero")),
+        d => Ok(d),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +184,13 @@ mod tests {
         assert_eq!(parse_duration_ms("30"), Some(30 * DAY_MS));
         assert_eq!(parse_duration_ms("0d"), None);
         assert_eq!(parse_duration_ms("3y"), None);
+        assert_eq!(parse_duration_arg("30s"), Ok(std::time::Duration::from_secs(30)));
+        assert_eq!(parse_duration_arg("30"), Ok(std::time::Duration::from_secs(30)));
+        assert_eq!(parse_duration_arg("1h"), Ok(std::time::Duration::from_secs(3_600)));
+        assert!(parse_duration_arg("0s").is_err() && parse_duration_arg("soon").is_err());
+        assert_eq!(parse_duration_or_zero("0ms"), Ok(std::time::Duration::ZERO));
+        assert_eq!(parse_duration_or_zero("0.5ms"), Ok(std::time::Duration::from_micros(500)));
+        assert_eq!(parse_duration_or_zero("16.5h"), Ok(std::time::Duration::from_secs(59_400)));
+        assert!(parse_duration_or_zero("-1s").is_err() && parse_duration_or_zero("3y").is_err());
     }
 }

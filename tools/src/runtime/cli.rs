@@ -85,15 +85,31 @@ pub fn run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// `kimp check --config FILE`: validates and prints the settings in effect.
+/// `kimp check --config FILE`: validates the file, the coins, the journal directory and
+/// the keys (as `kimp run` would, without connecting), and prints the settings in effect.
 pub fn check(path: &Path) -> Result<()> {
-    let cfg = Config::load(path).map_err(|e| anyhow!("{e}"))?;
-    // A secrets file is checked as `kimp run` would (permissions first, then its form);
-    // the keys are dropped at once and never printed.
-    if cfg.keys.source == super::config::KeySource::File {
-        super::secrets::Keys::load(&cfg.keys, |_| None).map_err(|e| anyhow!("{e}"))?;
-    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
+    let cfg = Config::parse(&text, path).map_err(|e| anyhow!("{e}"))?;
+    cfg.check_journal_dir(&text, path).map_err(|e| anyhow!("{e}"))?;
+    // Keys are loaded as `kimp run` would (a file: permissions first, then its form; the
+    // environment: every variable named at once), dropped at once and never printed.
+    let keys = super::secrets::Keys::load(&cfg.keys, |k| std::env::var(k).ok());
+    let source = match cfg.keys.source {
+        super::config::KeySource::Env => format!(
+            "environment ({}, {}, {}, {})",
+            cfg.keys.upbit_access_env,
+            cfg.keys.upbit_secret_env,
+            cfg.keys.binance_key_env,
+            cfg.keys.binance_secret_env
+        ),
+        super::config::KeySource::File => {
+            format!("file {}", cfg.keys.file.as_deref().unwrap_or(Path::new("?")).display())
+        }
+    };
+    drop(keys.map_err(|e| anyhow!("{}: keys: {e}", path.display()))?);
     println!("{}: OK", path.display());
+    println!("keys: from the {source}: all four present");
     println!(
         "coins: {}",
         cfg.coins
@@ -102,9 +118,14 @@ pub fn check(path: &Path) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!("strategy: {:?}", cfg.strategy);
-    println!("risk: {:?}", cfg.risk);
-    println!("journal: {}  store: {}", cfg.runtime.journal_dir.display(), cfg.store.dir.display());
+    println!(
+        "journal: {} (writable)  store: {}{}",
+        cfg.runtime.journal_dir.display(),
+        cfg.store.dir.display(),
+        if cfg.store.questdb.is_some() { " + QuestDB" } else { "" }
+    );
+    println!();
+    print!("{}", cfg.describe());
     Ok(())
 }
 
@@ -146,7 +167,10 @@ pub fn store(cmd: StoreCmd) -> Result<()> {
             }
             let stats =
                 kimp_sidecars::store::load_files(&files, &questdb).map_err(|e| anyhow!("{e}"))?;
-            println!("{stats:?}");
+            println!(
+                "loaded {} rows from {} file(s) ({} bytes) into QuestDB; {} unreadable lines skipped",
+                stats.rows, stats.files, stats.bytes, stats.bad_lines
+            );
             Ok(())
         }
     }

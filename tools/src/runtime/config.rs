@@ -232,21 +232,39 @@ impl Config {
                 line,
                 // A wrong type's message names only the types: name the key too.
                 key: line.and_then(|l| key_at(text, l)),
-                message: e.message().trim().to_string(),
+                message: in_words(e.message().trim()),
             }
         })?;
-        cfg.validate().map_err(|e| {
-            let line = locate(text, e.key);
-            let value = line.and_then(|l| text.lines().nth(l - 1)).and_then(|l| l.split_once('='));
-            let shown = value.map(|(_, v)| format!(" (value {})", v.trim())).unwrap_or_default();
+        // Coins first: their errors are located in their own [[coins]] table.
+        cfg.validate_coins().map_err(|(i, e)| {
+            let line = locate_in_nth(text, "coins", i, e.key.trim_start_matches("coins."));
             ConfigFileError {
                 path: path.to_owned(),
                 line,
                 key: Some(e.key.to_string()),
-                message: format!("{}{shown}", e.problem),
+                message: e.problem,
             }
         })?;
+        cfg.validate().map_err(|e| located(text, path, e))?;
         Ok(cfg)
+    }
+
+    /// What `kimp check` adds to [`Config::parse`]: the journal directory can be created
+    /// and written (checked with `access(2)`, nothing is created). Located in `text`.
+    pub fn check_journal_dir(&self, text: &str, path: &Path) -> Result<(), ConfigFileError> {
+        let dir = &self.runtime.journal_dir;
+        let problem = match writable_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(p) => p,
+        };
+        Err(located(
+            text,
+            path,
+            ConfigError {
+                key: "runtime.journal_dir",
+                problem: format!("{} cannot be used: {problem}", dir.display()),
+            },
+        ))
     }
 
     /// The engine's part of the configuration.
@@ -254,31 +272,66 @@ impl Config {
         EngineConfig { strategy: self.strategy, risk: self.risk }
     }
 
-    /// Checks everything the types do not.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.engine().validate()?;
-        let bad = |key: &'static str, problem: String| Err(ConfigError { key, problem });
+    /// Checks the `[[coins]]` tables: each market is of the named coin, no coin twice.
+    /// The error comes with the index of the table.
+    pub fn validate_coins(&self) -> Result<(), (usize, ConfigError)> {
+        let bad =
+            |i: usize, key: &'static str, problem: String| Err((i, ConfigError { key, problem }));
         if self.coins.is_empty() {
-            return bad("coins", "at least one [[coins]] entry is needed".into());
+            return bad(0, "coins", "at least one [[coins]] entry is needed".into());
         }
-        for c in &self.coins {
+        for (i, c) in self.coins.iter().enumerate() {
+            let n = &c.name;
+            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) {
+                return bad(i, "coins.name", format!("{n:?} is not a coin name like \"BTC\""));
+            }
+            if self.coins[..i].iter().any(|o| o.name == *n) {
+                return bad(i, "coins.name", format!("{n:?} is listed twice"));
+            }
             if kimp_core::instrument::Symbol::new(&c.upbit).is_none()
                 || !c.upbit.starts_with("KRW-")
             {
                 return bad(
+                    i,
                     "coins.upbit",
                     format!("{:?} is not an Upbit KRW market like \"KRW-BTC\"", c.upbit),
+                );
+            }
+            if c.upbit[4..] != **n {
+                return bad(
+                    i,
+                    "coins.upbit",
+                    format!("{:?} is not the market of {n} (expected \"KRW-{n}\")", c.upbit),
                 );
             }
             if kimp_core::instrument::Symbol::new(&c.binance).is_none()
                 || !c.binance.ends_with("USDT")
             {
                 return bad(
+                    i,
                     "coins.binance",
                     format!("{:?} is not a USDT-M symbol like \"BTCUSDT\"", c.binance),
                 );
             }
+            // Binance quotes some small coins per 1000 or 1,000,000 (`1000PEPEUSDT`).
+            let base = &c.binance[..c.binance.len() - 4];
+            let unit = base.strip_suffix(n.as_str());
+            if !matches!(unit, Some("" | "1000" | "1000000")) {
+                return bad(
+                    i,
+                    "coins.binance",
+                    format!("{:?} is not the perpetual of {n} (expected \"{n}USDT\")", c.binance),
+                );
+            }
         }
+        Ok(())
+    }
+
+    /// Checks everything the types do not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.engine().validate()?;
+        let bad = |key: &'static str, problem: String| Err(ConfigError { key, problem });
+        self.validate_coins().map_err(|(_, e)| e)?;
         let r = &self.runtime;
         if !(1..=1_000).contains(&r.timer_ms) {
             return bad("runtime.timer_ms", format!("{} is outside 1..=1000", r.timer_ms));
@@ -316,6 +369,288 @@ impl Config {
         }
         Ok(())
     }
+}
+
+impl Config {
+    /// The settings in effect, for people: TOML-shaped (`key = value`, copyable back into a
+    /// file) with what each number means where that is not obvious.
+    pub fn describe(&self) -> String {
+        use kimp_core::config::{Direction, FundingFilter, OneLegPolicy};
+        use kimp_core::event::FxSource;
+        let (st, r) = (&self.strategy, &self.risk);
+        let mut out = String::new();
+        fn line(out: &mut String, k: &str, v: String, why: String) {
+            let kv = format!("{k} = {v}");
+            out.push_str(&if why.is_empty() { kv } else { format!("{kv:<34} # {why}") });
+            out.push('\n');
+        }
+        let pct = |bps: i64| format!("{:.2} %", bps as f64 / 100.0);
+        let krw = |v: i64| {
+            let s = v.unsigned_abs().to_string();
+            let mut g = String::new();
+            for (i, ch) in s.chars().enumerate() {
+                if i > 0 && (s.len() - i).is_multiple_of(3) {
+                    g.push(',');
+                }
+                g.push(ch);
+            }
+            format!("{}{g}", if v < 0 { "-" } else { "" })
+        };
+        out.push_str("[strategy]\n");
+        let (dir, dir_why) = match st.direction {
+            Direction::SellPremium => {
+                ("sell_premium", "sell on Upbit, buy the Binance perp: earns as the premium falls")
+            }
+            Direction::BuyDiscount => {
+                ("buy_discount", "buy on Upbit, short the Binance perp: earns as the premium rises")
+            }
+        };
+        line(&mut out, "direction", format!("{dir:?}"), dir_why.into());
+        line(
+            &mut out,
+            "entry_bps",
+            st.entry_bps.to_string(),
+            format!("enter at an executable premium of {} or more", pct(st.entry_bps)),
+        );
+        line(
+            &mut out,
+            "exit_min_profit_krw",
+            st.exit_min_profit_krw.to_string(),
+            format!("close a pair once its net PnL is above {} KRW", krw(st.exit_min_profit_krw)),
+        );
+        let (ff, ff_why) = match st.funding_filter {
+            FundingFilter::Off => ("off", "funding does not gate entries"),
+            FundingFilter::Positive => ("positive", "enter only while the funding rate is > 0"),
+            FundingFilter::Favourable => {
+                ("favourable", "enter only while funding pays the perp leg")
+            }
+        };
+        line(&mut out, "funding_filter", format!("{ff:?}"), ff_why.into());
+        line(
+            &mut out,
+            "deployable_pct",
+            st.deployable_pct.to_string(),
+            format!("{} % of capital may be deployed, the rest is reserve", st.deployable_pct),
+        );
+        line(
+            &mut out,
+            "max_pair_notional_krw",
+            st.max_pair_notional_krw.to_string(),
+            format!("{} KRW per pair at most", krw(st.max_pair_notional_krw)),
+        );
+        line(
+            &mut out,
+            "slippage_bps",
+            st.slippage_bps.to_string(),
+            format!("size on depth within {} of the touch", pct(st.slippage_bps)),
+        );
+        line(
+            &mut out,
+            "leverage",
+            st.leverage.to_string(),
+            "Binance margin = notional / leverage".into(),
+        );
+        let fx = match st.fx_source {
+            FxSource::UpbitUsdt => ("upbit_usdt", "FX from the Upbit KRW-USDT book"),
+            FxSource::Official => ("official", "FX from an official USD/KRW quote"),
+        };
+        line(&mut out, "fx_source", format!("{:?}", fx.0), fx.1.into());
+        line(
+            &mut out,
+            "entry_cooldown_ms",
+            st.entry_cooldown_ms.to_string(),
+            "between entries on a coin".into(),
+        );
+        line(
+            &mut out,
+            "telemetry_interval_ms",
+            st.telemetry_interval_ms.to_string(),
+            String::new(),
+        );
+        out.push_str("\n[risk]\n");
+        let coins = self.coins.len() as u32;
+        line(
+            &mut out,
+            "max_open_pairs",
+            r.max_open_pairs.to_string(),
+            format!(
+                "across all coins; a coin holds one pair at a time, so at most {} here",
+                r.max_open_pairs.min(coins)
+            ),
+        );
+        line(
+            &mut out,
+            "max_order_notional_krw",
+            r.max_order_notional_krw.to_string(),
+            format!("{} KRW per Upbit order", krw(r.max_order_notional_krw)),
+        );
+        line(
+            &mut out,
+            "max_order_notional_usdt",
+            r.max_order_notional_usdt.to_string(),
+            format!("{} USDT per Binance order", krw(r.max_order_notional_usdt)),
+        );
+        line(
+            &mut out,
+            "max_coin_notional_krw",
+            r.max_coin_notional_krw.to_string(),
+            format!("{} KRW exposure per coin", krw(r.max_coin_notional_krw)),
+        );
+        line(
+            &mut out,
+            "collar_bps",
+            r.collar_bps.to_string(),
+            format!("limit prices at most {} through the touch", pct(r.collar_bps)),
+        );
+        line(
+            &mut out,
+            "hedge_collar_step_bps",
+            r.hedge_collar_step_bps.to_string(),
+            "wider by this per re-hedge attempt".into(),
+        );
+        line(
+            &mut out,
+            "orders_per_sec_max",
+            r.orders_per_sec_max.to_string(),
+            "per venue; more halts the engine".into(),
+        );
+        line(
+            &mut out,
+            "book_age_ms_max",
+            r.book_age_ms_max.to_string(),
+            "an older book blocks entries".into(),
+        );
+        line(
+            &mut out,
+            "order_timeout_ms",
+            r.order_timeout_ms.to_string(),
+            "no answer by then: outcome unknown, queried".into(),
+        );
+        line(
+            &mut out,
+            "orphan_ms_max",
+            r.orphan_ms_max.to_string(),
+            "repair a one-leg pair within this".into(),
+        );
+        line(
+            &mut out,
+            "orphan_ms_hard",
+            r.orphan_ms_hard.to_string(),
+            "then flatten at market and halt".into(),
+        );
+        let olp = match r.one_leg_policy {
+            OneLegPolicy::Rehedge => ("rehedge", "send the missing leg again"),
+            OneLegPolicy::Unwind => ("unwind", "reverse the excess leg"),
+        };
+        line(&mut out, "one_leg_policy", format!("{:?}", olp.0), olp.1.into());
+        line(
+            &mut out,
+            "hedge_retry_ms",
+            r.hedge_retry_ms.to_string(),
+            "between repair orders of a pair".into(),
+        );
+        out
+    }
+}
+
+/// A config error located in `text`: the line of its key, and the value written there.
+fn located(text: &str, path: &Path, e: ConfigError) -> ConfigFileError {
+    let line = locate(text, e.key);
+    let value = line.and_then(|l| text.lines().nth(l - 1)).and_then(|l| l.split_once('='));
+    let shown = value.map(|(_, v)| format!(" (value {})", v.trim())).unwrap_or_default();
+    ConfigFileError {
+        path: path.to_owned(),
+        line,
+        key: Some(e.key.to_string()),
+        message: format!("{}{shown}", e.problem),
+    }
+}
+
+/// The TOML parser's type names in words a person reads: `expected i64` is "expected an
+/// integer", `expected u32` "expected an integer (0 or more)", `expected f64` "expected a
+/// number".
+fn in_words(msg: &str) -> String {
+    let mut out = msg.to_string();
+    for (rust, words) in [
+        ("i8", "an integer"),
+        ("i16", "an integer"),
+        ("i32", "an integer"),
+        ("i64", "an integer"),
+        ("u8", "an integer (0 or more)"),
+        ("u16", "an integer (0 or more)"),
+        ("u32", "an integer (0 or more)"),
+        ("u64", "an integer (0 or more)"),
+        ("usize", "an integer (0 or more)"),
+        ("f32", "a number"),
+        ("f64", "a number"),
+    ] {
+        for end in ["", ",", "\n"] {
+            let from = format!("expected {rust}{end}");
+            if end.is_empty() && !out.ends_with(&from) {
+                continue;
+            }
+            out = out.replace(&from, &format!("expected {words}{end}"));
+        }
+    }
+    out
+}
+
+/// Whether `dir` is, or can be created as, a directory this process may write: the
+/// nearest existing ancestor must be a writable directory (for a path that exists, the
+/// path itself).
+fn writable_dir(dir: &Path) -> Result<(), String> {
+    let mut p = dir;
+    while !p.exists() {
+        match p.parent() {
+            Some(q) if !q.as_os_str().is_empty() => p = q,
+            _ => {
+                p = Path::new(".");
+                break;
+            }
+        }
+    }
+    if !p.is_dir() {
+        return Err(format!("{} is not a directory", p.display()));
+    }
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
+        .map_err(|_| format!("{} has a NUL byte", p.display()))?;
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(format!("{} is not writable ({e})", p.display()));
+    }
+    Ok(())
+}
+
+/// 1-based line of `key` in the `n`-th (0-based) `[[table]]` of `text`, or of that
+/// table's header when the key is not written there.
+fn locate_in_nth(text: &str, table: &str, n: usize, key: &str) -> Option<usize> {
+    let mut seen = None;
+    let mut header = None;
+    for (i, raw) in text.lines().enumerate() {
+        let l = raw.trim();
+        if let Some(h) = l.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
+            if h.trim() == table {
+                seen = Some(seen.map_or(0, |s| s + 1));
+                if seen == Some(n) {
+                    header = Some(i + 1);
+                }
+            } else if seen == Some(n) {
+                break;
+            }
+            continue;
+        }
+        if l.starts_with('[') && seen == Some(n) {
+            break;
+        }
+        if seen == Some(n)
+            && let Some((k, _)) = l.split_once('=')
+            && k.trim() == key
+        {
+            return Some(i + 1);
+        }
+    }
+    header
 }
 
 /// 1-based line of a byte offset.

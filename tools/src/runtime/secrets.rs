@@ -34,8 +34,8 @@ impl std::fmt::Debug for Keys {
 /// Why keys could not be loaded. Never contains key material.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretsError {
-    /// An environment variable is missing or empty.
-    MissingEnv(String),
+    /// Environment variables that are missing or empty (every one of them, in order).
+    MissingEnv(Vec<String>),
     /// The secrets file cannot be read or parsed.
     File(String),
     /// The secrets file is readable by group or others.
@@ -50,7 +50,12 @@ pub enum SecretsError {
 impl std::fmt::Display for SecretsError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SecretsError::MissingEnv(v) => write!(f, "environment variable {v} is not set"),
+            SecretsError::MissingEnv(v) if v.len() == 1 => {
+                write!(f, "environment variable {} is not set", v[0])
+            }
+            SecretsError::MissingEnv(v) => {
+                write!(f, "environment variables {} are not set", v.join(", "))
+            }
             SecretsError::File(m) => write!(f, "secrets file: {m}"),
             SecretsError::TooOpen { path, mode } => write!(
                 f,
@@ -80,16 +85,31 @@ impl Keys {
     ) -> Result<Keys, SecretsError> {
         match cfg.source {
             KeySource::Env => {
-                let get = |name: &str| match env(name) {
-                    Some(v) if !v.is_empty() => Ok(Secret::new(v)),
-                    _ => Err(SecretsError::MissingEnv(name.to_string())),
+                // Every missing variable is named at once: fixing them one run at a time
+                // is four restarts.
+                let mut missing = Vec::new();
+                let mut get = |name: &str| match env(name) {
+                    Some(v) if !v.is_empty() => Some(Secret::new(v)),
+                    _ => {
+                        missing.push(name.to_string());
+                        None
+                    }
                 };
-                Ok(Keys {
-                    upbit_access: get(&cfg.upbit_access_env)?,
-                    upbit_secret: get(&cfg.upbit_secret_env)?,
-                    binance_key: get(&cfg.binance_key_env)?,
-                    binance_secret: get(&cfg.binance_secret_env)?,
-                })
+                let keys = (
+                    get(&cfg.upbit_access_env),
+                    get(&cfg.upbit_secret_env),
+                    get(&cfg.binance_key_env),
+                    get(&cfg.binance_secret_env),
+                );
+                match keys {
+                    (
+                        Some(upbit_access),
+                        Some(upbit_secret),
+                        Some(binance_key),
+                        Some(binance_secret),
+                    ) => Ok(Keys { upbit_access, upbit_secret, binance_key, binance_secret }),
+                    _ => Err(SecretsError::MissingEnv(missing)),
+                }
             }
             KeySource::File => {
                 let path = cfg
@@ -208,7 +228,16 @@ mod tests {
         let cfg = KeysSection::default();
         let e = Keys::load(&cfg, |n| (n != "KIMP_BINANCE_SECRET_KEY").then(|| CANARY.to_string()))
             .unwrap_err();
-        assert_eq!(e, SecretsError::MissingEnv("KIMP_BINANCE_SECRET_KEY".into()));
+        assert_eq!(e, SecretsError::MissingEnv(vec!["KIMP_BINANCE_SECRET_KEY".into()]));
+        assert_eq!(e.to_string(), "environment variable KIMP_BINANCE_SECRET_KEY is not set");
+        let e = Keys::load(&cfg, |n| n.starts_with("KIMP_UPBIT_ACCESS").then(|| CANARY.into()))
+            .unwrap_err();
+        let msg = e.to_string();
+        assert_eq!(
+            msg,
+            "environment variables KIMP_UPBIT_SECRET_KEY, KIMP_BINANCE_API_KEY, \
+             KIMP_BINANCE_SECRET_KEY are not set"
+        );
         let k = Keys::load(&cfg, |_| Some(CANARY.to_string())).unwrap();
         assert!(!format!("{k:?}").contains(CANARY));
     }
