@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use kimp_core::action::Alert;
+use kimp_core::action::{Alert, HaltReason};
 use kimp_core::instrument::Venue;
 use kimp_core::units::{DecimalDp, Krw};
 
@@ -191,6 +191,13 @@ impl Alerts {
                     format!("pair:{pair}:one_leg_resolved"),
                     format!("One leg resolved: pair #{pair} {} after {age_ms} ms", n.coin(coin)),
                 ),
+                // A normal shutdown (Ctrl-C, SIGTERM) stops entries for the rest of this
+                // run only: news, not an alarm.
+                Alert::Halted(HaltReason::Shutdown) => AlertMsg::new(
+                    Info,
+                    "shutdown",
+                    "Shutting down: no new entries; orders in flight finish first.",
+                ),
                 Alert::Halted(r) => AlertMsg::new(
                     Critical,
                     format!("halt:{}", labels::halt_reason(r)),
@@ -364,7 +371,7 @@ pub fn spawn(
                 let (day, hour) = (now / 86_400_000, (now / 3_600_000 % 24) as u8);
                 if day > summary_day && hour >= h {
                     summary_day = day;
-                    let text = crate::telegram::format::daily_summary(b);
+                    let text = crate::commands::format::daily_summary(b);
                     route(AlertMsg::new(Severity::Info, format!("daily:{day}"), text));
                 }
             }
