@@ -1,5 +1,5 @@
 //! `kimp ctl`: control a running `kimp run` without Telegram, over a local Unix socket
-//! that only its owner can use (mode 0600, and the peer's uid is checked).
+//! that only its owner (and root) can use: mode 0600, and the peer's uid is checked.
 //!
 //! The server is a sidecar thread: it reads one request line per connection (`status`,
 //! `stop`, `resume confirm`, `flatten BTC`), handles it with the same commands,
@@ -145,9 +145,26 @@ pub fn request(path: &Path, line: &str) -> Result<(bool, String)> {
 /// second `kimp run` from touching the same journal).
 #[derive(Debug)]
 pub struct CtlListener {
-    listener: UnixListener,
+    /// Taken by [`CtlListener::serve`]; a listener dropped unserved (start-up failed
+    /// after binding) removes its socket file.
+    listener: Option<UnixListener>,
     path: PathBuf,
     ino: u64,
+}
+
+impl Drop for CtlListener {
+    fn drop(&mut self) {
+        if self.listener.take().is_some() {
+            remove_if_ours(&self.path, self.ino);
+        }
+    }
+}
+
+/// Removes the socket file at `path` unless it was replaced (another run's).
+fn remove_if_ours(path: &Path, ino: u64) {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.ino() == ino) {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 impl CtlListener {
@@ -194,21 +211,21 @@ impl CtlListener {
         let listener = bound?;
         let ino = std::fs::symlink_metadata(path)?.ino();
         tracing::info!(socket = %path.display(), "control: kimp ctl listens");
-        Ok(CtlListener { listener, path: path.to_owned(), ino })
+        Ok(CtlListener { listener: Some(listener), path: path.to_owned(), ino })
     }
 
     /// Starts the server thread: requests are answered from `board`, controls go to
     /// `control`; `resume` and `flatten` wait `confirm` for their confirmation.
     pub fn serve(
-        self,
+        mut self,
         board: Arc<StatusBoard>,
         control: Sender<Control>,
         confirm: Duration,
     ) -> Result<CtlServer> {
         let stop = Arc::new(AtomicBool::new(false));
-        let fd = self.listener.as_raw_fd();
+        let listener = self.listener.take().expect("a listener is served once");
+        let fd = listener.as_raw_fd();
         let st = stop.clone();
-        let listener = self.listener;
         let thread = std::thread::Builder::new().name("kimp-ctl".into()).spawn(move || {
             let mut cmds = Commands::new(confirm, Syntax::Ctl);
             for conn in listener.incoming() {
@@ -228,7 +245,7 @@ impl CtlListener {
                 }
             }
         })?;
-        Ok(CtlServer { path: self.path, ino: self.ino, fd, stop, thread: Some(thread) })
+        Ok(CtlServer { path: self.path.clone(), ino: self.ino, fd, stop, thread: Some(thread) })
     }
 }
 
@@ -260,9 +277,7 @@ impl CtlServer {
         // until it returns; on Linux it wakes a blocked accept(2).
         unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
         let _ = t.join();
-        if std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.ino() == self.ino) {
-            let _ = std::fs::remove_file(&self.path);
-        }
+        remove_if_ours(&self.path, self.ino);
     }
 }
 
@@ -299,7 +314,8 @@ fn serve_one(
     s.set_write_timeout(Some(IO_TIMEOUT))?;
     // SAFETY: geteuid(2) cannot fail.
     let me = unsafe { libc::geteuid() };
-    let Some(uid) = peer_uid(&s).filter(|&u| u == me) else {
+    // Root passes: it could read the journal or signal the process anyway.
+    let Some(uid) = peer_uid(&s).filter(|&u| u == me || u == 0) else {
         tracing::warn!("control: refused a connection from another user");
         return s.write_all(b"ERR\nthis kimp run belongs to another user\n");
     };
@@ -360,5 +376,8 @@ mod tests {
         assert!(!path.exists(), "socket file left behind");
         let e = request(&path, "status").unwrap_err().to_string();
         assert_eq!(e, format!("no kimp run is listening on {}", path.display()));
+        // Bound, then start-up failed before serving: no file left either.
+        drop(CtlListener::bind(&path).unwrap());
+        assert!(!path.exists(), "an unserved listener left its socket file");
     }
 }
