@@ -67,6 +67,31 @@ fn ok(sock: &Path, args: &[&str], want: &str) -> String {
     out
 }
 
+/// As root: `kimp ctl` run as `nobody` is refused (the directories on the way are opened
+/// to everyone for this check, so only the socket's own mode stands in the way).
+fn refused_to_another_user(dir: &Path, sock: &Path) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid(2) cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("not root: the other-user check is skipped");
+        return;
+    }
+    for d in [dir, sock.parent().unwrap()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_kimp"))
+        .args(["ctl", "--socket"])
+        .arg(sock)
+        .arg("stop")
+        .uid(65_534)
+        .gid(65_534)
+        .output()
+        .expect("run kimp ctl as nobody");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "another user was served");
+    assert!(err.contains("permission denied (the socket belongs to another user)"), "{err}");
+}
+
 #[test]
 fn ctl_reports_stops_resumes_and_flattens_a_running_kimp_run() {
     let sim = sim(41, 0.012);
@@ -86,6 +111,7 @@ fn ctl_reports_stops_resumes_and_flattens_a_running_kimp_run() {
     let meta = std::fs::symlink_metadata(&sock).expect("socket file");
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.permissions().mode() & 0o777, 0o600, "socket mode");
+    refused_to_another_user(dir.path(), &sock);
 
     // Found through --config too.
     let c = cfg.display().to_string();
