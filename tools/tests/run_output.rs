@@ -26,11 +26,11 @@ fn kimp_run_logs_status_lines_feed_recovery_reconnects_and_a_quiet_ctrl_c() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut sc = demo_sim(47, 1.0);
     sc.coins = vec![CoinSpec::btc()];
-    // Upbit's books freeze (old timestamps repeated) 7 s in for 3 s; every Binance
-    // WebSocket is closed once 13 s in.
+    // Upbit's books freeze (old timestamps repeated) 10 s in for 3 s (well after the run
+    // is trading, even on a loaded machine); every Binance WebSocket is closed 16 s in.
     let faults = [
-        "freeze:venue=upbit,after=7000,for=3000",
-        "disconnect:venue=binance,p=1,after=13000,for=900",
+        "freeze:venue=upbit,after=10000,for=3000",
+        "disconnect:venue=binance,p=1,after=16000,for=900",
     ];
     sc.faults = Faults { list: faults.iter().map(|s| Scenario::parse(s).unwrap()).collect() };
     let sim = Simulator::start(sc).expect("simulator");
@@ -85,7 +85,7 @@ fn kimp_run_logs_status_lines_feed_recovery_reconnects_and_a_quiet_ctrl_c() {
     let times: Vec<f64> = status.iter().filter_map(|l| secs_of_day(l)).collect();
     for w in times.windows(2) {
         let gap = w[1] - w[0];
-        assert!((0.8..1.5).contains(&gap), "status lines {gap:.3} s apart:\n{log}");
+        assert!((0.5..1.6).contains(&gap), "status lines {gap:.3} s apart:\n{log}");
     }
     // Ctrl-C: an INFO line, no error.
     let bye = log.lines().find(|l| l.contains("Shutting down: no new entries"));
