@@ -120,9 +120,15 @@ fn ctl_reports_stops_resumes_and_flattens_a_running_kimp_run() {
     assert!(o.status.success() && out.contains("Trading: active"), "{out}");
 
     // stop: halted by the operator, and no entry even with the premium above entry_bps.
+    let t0 = std::time::Instant::now();
     ok(&sock, &["stop"], "STOP sent");
+    let stop_ms = t0.elapsed().as_secs_f64() * 1e3;
     let (halted, last) = status_until(&sock, "Trading: HALTED (operator)");
     assert!(halted, "{last}");
+    println!(
+        "FIGURE ctl: `kimp ctl stop` process {stop_ms:.1} ms; stop -> status shows HALTED {:.1} ms",
+        t0.elapsed().as_secs_f64() * 1e3
+    );
     set_premium(&sim, 0.036);
     std::thread::sleep(std::time::Duration::from_millis(1_500));
     assert_eq!(venue_orders(&sim), 0, "an entry went out while stopped\n{}", run.text());
