@@ -383,12 +383,23 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kimp_core::action::HaltReason;
     use kimp_core::event::RejectReason;
 
     fn rules() -> Alerts {
         let names = Arc::new(Names::from_markets(&kimp_core::testkit::btc_markets()));
         Alerts::new(AlertsConfig { dedup_s: 60, max_per_min: 3, ..AlertsConfig::default() }, names)
+    }
+
+    #[test]
+    fn a_shutdown_halt_is_news_and_a_risk_halt_an_alarm() {
+        let mut a = rules();
+        let bye = a.on_input(0, &AlertInput::Engine(Alert::Halted(HaltReason::Shutdown))).unwrap();
+        assert_eq!(bye.severity, Severity::Info);
+        assert!(bye.text.starts_with("Shutting down"), "{}", bye.text);
+        let halt =
+            a.on_input(0, &AlertInput::Engine(Alert::Halted(HaltReason::OrderRate))).unwrap();
+        assert_eq!(halt.severity, Severity::Critical);
+        assert!(halt.text.starts_with("HALTED (order_rate)"), "{}", halt.text);
     }
 
     #[test]
