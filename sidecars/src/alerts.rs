@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use kimp_core::action::Alert;
+use kimp_core::action::{Alert, HaltReason};
 use kimp_core::instrument::Venue;
 use kimp_core::units::{DecimalDp, Krw};
 
@@ -191,6 +191,13 @@ impl Alerts {
                     format!("pair:{pair}:one_leg_resolved"),
                     format!("One leg resolved: pair #{pair} {} after {age_ms} ms", n.coin(coin)),
                 ),
+                // A normal shutdown (Ctrl-C, SIGTERM) stops entries for the rest of this
+                // run only: news, not an alarm.
+                Alert::Halted(HaltReason::Shutdown) => AlertMsg::new(
+                    Info,
+                    "shutdown",
+                    "Shutting down: no new entries; orders in flight finish first.",
+                ),
                 Alert::Halted(r) => AlertMsg::new(
                     Critical,
                     format!("halt:{}", labels::halt_reason(r)),
@@ -364,7 +371,7 @@ pub fn spawn(
                 let (day, hour) = (now / 86_400_000, (now / 3_600_000 % 24) as u8);
                 if day > summary_day && hour >= h {
                     summary_day = day;
-                    let text = crate::telegram::format::daily_summary(b);
+                    let text = crate::commands::format::daily_summary(b);
                     route(AlertMsg::new(Severity::Info, format!("daily:{day}"), text));
                 }
             }
@@ -376,12 +383,23 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kimp_core::action::HaltReason;
     use kimp_core::event::RejectReason;
 
     fn rules() -> Alerts {
         let names = Arc::new(Names::from_markets(&kimp_core::testkit::btc_markets()));
         Alerts::new(AlertsConfig { dedup_s: 60, max_per_min: 3, ..AlertsConfig::default() }, names)
+    }
+
+    #[test]
+    fn a_shutdown_halt_is_news_and_a_risk_halt_an_alarm() {
+        let mut a = rules();
+        let bye = a.on_input(0, &AlertInput::Engine(Alert::Halted(HaltReason::Shutdown))).unwrap();
+        assert_eq!(bye.severity, Severity::Info);
+        assert!(bye.text.starts_with("Shutting down"), "{}", bye.text);
+        let halt =
+            a.on_input(0, &AlertInput::Engine(Alert::Halted(HaltReason::OrderRate))).unwrap();
+        assert_eq!(halt.severity, Severity::Critical);
+        assert!(halt.text.starts_with("HALTED (order_rate)"), "{}", halt.text);
     }
 
     #[test]

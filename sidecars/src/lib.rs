@@ -5,6 +5,7 @@
 //! control) and a shared [`status::StatusBoard`] it updates off the hot path.
 
 pub mod alerts;
+pub mod commands;
 pub mod labels;
 pub mod names;
 pub mod status;

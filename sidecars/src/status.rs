@@ -39,6 +39,22 @@ pub struct VenueHealth {
     pub last_error: Option<String>,
 }
 
+/// One venue connection (market data or user stream) as the loop last reported it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FeedHealth {
+    /// Short name (`upbit`, `binance public`, ...).
+    pub name: &'static str,
+    /// The connection is open.
+    pub open: bool,
+    /// Age of its newest data message, ms (`None`: none yet).
+    pub age_ms: Option<u64>,
+    /// Times it opened again after the first time.
+    pub reconnects: u64,
+    /// True for a stream that is quiet when nothing happens (the user stream): its age
+    /// says nothing about its health.
+    pub quiet: bool,
+}
+
 /// Realised PnL totals.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PnlTotals {
@@ -59,6 +75,9 @@ pub struct PnlTotals {
 pub struct Board {
     /// Trading state, once known.
     pub trading: Option<TradingState>,
+    /// When `trading` was reported (a late report of an older state does not undo a
+    /// newer one).
+    pub trading_at: Nanos,
     /// Latest engine status snapshot.
     pub status: Option<StatusSnapshot>,
     /// Latest premium sample per coin index.
@@ -73,6 +92,8 @@ pub struct Board {
     pub books: BTreeMap<u16, BookHealth>,
     /// Venue health per venue index.
     pub venues: [VenueHealth; Venue::COUNT],
+    /// The loop's connections, as last reported.
+    pub feeds: Vec<FeedHealth>,
     /// Engine time of the latest update.
     pub now: Nanos,
 }
@@ -135,7 +156,7 @@ impl StatusBoard {
         self.update(|b| {
             b.now = b.now.max(ts);
             match rec {
-                Record::Trading { state } => b.trading = Some(*state),
+                Record::Trading { state } => set_trading(b, ts, *state),
                 Record::Pair(p) => {
                     if p.to == PairState::Closed {
                         b.open_pairs.remove(&p.pair);
@@ -204,6 +225,25 @@ impl StatusBoard {
     pub fn set_venue(&self, venue: Venue, h: VenueHealth) {
         self.update(|b| b.venues[venue.idx()] = h);
     }
+
+    /// The loop's periodic report at `ts`: its trading state and its connections.
+    pub fn on_report(&self, ts: Nanos, trading: Option<TradingState>, feeds: &[FeedHealth]) {
+        self.update(|b| {
+            b.now = b.now.max(ts);
+            if let Some(t) = trading {
+                set_trading(b, ts, t);
+            }
+            b.feeds.clear();
+            b.feeds.extend_from_slice(feeds);
+        });
+    }
+}
+
+fn set_trading(b: &mut Board, ts: Nanos, state: TradingState) {
+    if ts >= b.trading_at {
+        b.trading = Some(state);
+        b.trading_at = ts;
+    }
 }
 
 #[cfg(test)]
@@ -225,6 +265,19 @@ mod tests {
             fx_entry: Price(1_400 * 100_000_000),
             pnl: PnlSplit { premium: Krw(net), ..PnlSplit::default() },
         }
+    }
+
+    #[test]
+    fn a_late_report_of_an_older_state_does_not_undo_a_newer_record() {
+        use kimp_core::action::HaltReason;
+        let board = StatusBoard::new(Arc::new(Names::new()));
+        let halted = TradingState::Halted(HaltReason::Operator);
+        board.on_report(Nanos(10), Some(TradingState::Active), &[]);
+        board.on_record(Nanos(20), &Record::Trading { state: halted });
+        board.on_report(Nanos(15), Some(TradingState::Active), &[]);
+        assert_eq!(board.snapshot().trading, Some(halted));
+        board.on_report(Nanos(30), Some(TradingState::Active), &[]);
+        assert_eq!(board.snapshot().trading, Some(TradingState::Active));
     }
 
     #[test]

@@ -19,6 +19,8 @@ enum Command {
     Sim(Box<kimp::sim::cli::SimArgs>),
     /// Trade live (or against `kimp sim`): one pinned busy-poll loop, journal, recovery.
     Run(kimp::runtime::cli::RunArgs),
+    /// Control a running `kimp run` over its local socket: status, stop, resume, flatten.
+    Ctl(kimp::runtime::ctl::CtlArgs),
     /// Simulator + runtime + store in one process, with a live terminal view.
     Demo(kimp::runtime::demo::DemoArgs),
     /// Backtest the engine over candles or recorded messages (docs/backtest.md).
@@ -65,6 +67,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Sim(args) => kimp::sim::cli::run(*args),
         Command::Run(args) => kimp::runtime::cli::run(args),
+        Command::Ctl(args) => kimp::runtime::ctl::ctl(args),
         Command::Demo(args) => kimp::runtime::demo::demo(args),
         Command::Backtest(args) => kimp::research::cli::run_backtest(*args),
         Command::Replay(args) => kimp::research::replay::run(args),

@@ -6,9 +6,6 @@
 //! `Debug` is redacted; teloxide puts it in request paths only, and redacts it from its
 //! network errors.
 
-pub mod commands;
-pub mod format;
-
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,8 +21,8 @@ use teloxide::types::{AllowedUpdate, ChatId, UpdateKind};
 use teloxide::utils::command::BotCommands;
 use tokio::sync::{mpsc, watch};
 
-use self::commands::{Cmd, Commands, Outcome};
 use crate::alerts::AlertMsg;
+use crate::commands::{self, Cmd, Commands, Outcome, Syntax};
 use crate::status::StatusBoard;
 
 /// The public Bot API.
@@ -294,7 +291,7 @@ impl Service {
     }
 
     async fn poll(&self, username: &str, stop: &mut watch::Receiver<bool>) {
-        let mut cmds = Commands::new(Duration::from_secs(self.cfg.confirm_s));
+        let mut cmds = Commands::new(Duration::from_secs(self.cfg.confirm_s), Syntax::Telegram);
         let mut offset: i32 = 0;
         let mut backoff = Duration::from_millis(500);
         loop {
@@ -359,8 +356,7 @@ impl Service {
             Ok(c) => c,
             Err(_) => {
                 if text.starts_with('/') {
-                    self.reply(chat, "Unknown command or arguments; /help lists them.".into())
-                        .await;
+                    self.reply(chat, cmds.syntax().unknown()).await;
                 }
                 return;
             }
@@ -380,8 +376,7 @@ impl Service {
                 } else {
                     inc(&self.stats.controls_failed);
                     tracing::error!(control = ?c, "telegram: control channel full or closed");
-                    self.reply(chat, format!("FAILED: the engine did not take {c:?}; retry."))
-                        .await;
+                    self.reply(chat, commands::failed(c)).await;
                 }
             }
         }

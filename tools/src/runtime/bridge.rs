@@ -11,11 +11,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use crossbeam_channel::{Receiver, Sender, bounded};
-use kimp_core::action::Telemetry;
+use kimp_core::action::{Alert, Telemetry};
 use kimp_core::engine::Markets;
 use kimp_core::event::Control;
 use kimp_core::units::Nanos;
@@ -27,6 +27,8 @@ use kimp_sidecars::telegram::{BotToken, Telegram, TelegramConfig, TelegramHandle
 
 use super::clock::Clock;
 use super::config::Config;
+use super::ctl::{CtlListener, CtlServer};
+use super::feed_watch::{FeedLine, FeedWatch};
 use super::journal::Tail;
 use super::metrics::{STAGE_NAMES, STAGES};
 use super::record_codec::Entry;
@@ -40,6 +42,9 @@ pub struct Sidecars {
     telegram: Option<TelegramHandle>,
     alerts: Option<AlertsHandle>,
     threads: Vec<JoinHandle<()>>,
+    /// The `kimp ctl` server and the status line (`kimp run` only).
+    ctl: Option<CtlServer>,
+    status_line: Option<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
     paused: Arc<AtomicBool>,
     /// What the bridge counted.
@@ -150,10 +155,48 @@ impl Sidecars {
             telegram,
             alerts: Some(alerts),
             threads,
+            ctl: None,
+            status_line: None,
             stop,
             paused,
             counts,
         })
+    }
+
+    /// Serves `kimp ctl` on `listener`: answers from the board, controls to `control`.
+    pub fn serve_ctl(
+        &mut self,
+        listener: CtlListener,
+        control: Sender<Control>,
+        confirm: Duration,
+    ) -> Result<()> {
+        self.ctl = Some(listener.serve(self.board.clone(), control, confirm)?);
+        Ok(())
+    }
+
+    /// Logs a status line from the board every `every` (state, premium per coin, open
+    /// pairs, PnL today, feed ages).
+    pub fn log_status_every(&mut self, every: Duration) -> Result<()> {
+        let (board, stop) = (self.board.clone(), self.stop.clone());
+        let t = std::thread::Builder::new().name("kimp-status".into()).spawn(move || {
+            let mut next = std::time::Instant::now() + every;
+            while !stop.load(Ordering::Relaxed) {
+                let now = std::time::Instant::now();
+                if now >= next {
+                    next += every;
+                    tracing::info!(
+                        target: "kimp::status",
+                        "status: {}",
+                        kimp_sidecars::commands::format::status_line(&board)
+                    );
+                }
+                std::thread::sleep(
+                    next.saturating_duration_since(now).min(Duration::from_millis(50)),
+                );
+            }
+        })?;
+        self.status_line = Some(t);
+        Ok(())
     }
 
     /// Stops (`true`) or restarts (`false`) draining the loop's channel and the journal:
@@ -165,7 +208,13 @@ impl Sidecars {
     /// Stops the bridge threads once the loop has stopped (its channel closed), flushes
     /// the store and stops Telegram.
     pub fn shutdown(mut self) {
+        if let Some(c) = self.ctl.take() {
+            c.shutdown();
+        }
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.status_line.take() {
+            let _ = t.join();
+        }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -238,6 +287,27 @@ fn tail_journal(
     }
 }
 
+/// A reconnect line (every one is logged; the alert rules see the books' staleness).
+fn log_feed(l: &FeedLine) {
+    match l {
+        FeedLine::Connected(name) => {
+            tracing::info!(target: "kimp::feeds", "feed connected: {name}")
+        }
+        FeedLine::Down(name) => {
+            tracing::warn!(target: "kimp::feeds", "feed down: {name}; reconnecting")
+        }
+        FeedLine::Reconnected { name, down_ms, count } => match down_ms {
+            Some(ms) => tracing::info!(
+                target: "kimp::feeds",
+                "feed reconnected: {name} after {ms} ms down (reconnect {count})"
+            ),
+            None => {
+                tracing::info!(target: "kimp::feeds", "feed reconnected: {name} (reconnect {count})")
+            }
+        },
+    }
+}
+
 /// Telemetry, latency and alerts from the loop.
 fn bridge(
     rx: Receiver<Out>,
@@ -249,6 +319,8 @@ fn bridge(
     counts: &BridgeCounts,
 ) {
     let mut journal_alarm = false;
+    let mut feeds = FeedWatch::new();
+    let mut lines = Vec::new();
     let alert = |a: AlertInput| {
         if alerts.try_send(a).is_err() {
             counts.alert_drops.fetch_add(1, Ordering::Relaxed);
@@ -267,12 +339,30 @@ fn bridge(
             Out::Telemetry(t) => {
                 board.on_telemetry(&t);
                 if let Telemetry::Kimp(mut k) = t {
+                    for (inst, stale_ms) in feeds.on_sample(k.coin, board.names(), Instant::now()) {
+                        let n = board.names();
+                        alert(AlertInput::Custom(AlertMsg::new(
+                            Severity::Info,
+                            format!("feed_ok:{}", inst.0),
+                            format!(
+                                "feed recovered: {} {} (stale for {} ms)",
+                                n.venue_name(inst),
+                                n.symbol(inst),
+                                stale_ms
+                            ),
+                        )));
+                    }
                     k.ts = wall(clock, k.ts);
                     board.set_kimp(k);
                     tx.telemetry(StoreEvent::Kimp(k));
                 }
             }
-            Out::Alert(a) => alert(AlertInput::Engine(a)),
+            Out::Alert(a) => {
+                if let Alert::StaleBook(inst) = a {
+                    feeds.on_stale(inst, Instant::now());
+                }
+                alert(AlertInput::Engine(a))
+            }
             Out::Loop(l) => {
                 let ts = wall(clock, clock.now());
                 for (i, name) in STAGE_NAMES.iter().enumerate().take(STAGES) {
@@ -294,6 +384,11 @@ fn bridge(
                 }
             }
             Out::Counters(c) => {
+                let health = feeds.on_report(&c.feeds, c.at, Instant::now(), &mut lines);
+                board.on_report(wall(clock, c.at), c.trading, &health);
+                for l in lines.drain(..) {
+                    log_feed(&l);
+                }
                 // The loop repeats its journal state every interval, so a report lost to
                 // a full channel is not an alarm lost.
                 let full = c.journal_degraded || c.journal_failed;

@@ -42,6 +42,8 @@ pub fn run(args: RunArgs) -> Result<()> {
     init_logs(args.log_json);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (cfg, keys) = run::load(&args.config)?;
+    // Bound before anything else: a second `kimp run` on the same journal stops here.
+    let ctl = super::ctl::CtlListener::bind(&cfg.control_socket())?;
     let mut rt = run::build(&cfg, &keys, &run::BuildOptions::default())?;
     drop(keys);
     tracing::info!(
@@ -57,7 +59,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         signal_hook::flag::register(sig, stop.clone())?;
     }
     let syncer = rt.spawn_syncer(Duration::from_millis(cfg.runtime.journal_sync_ms), stop.clone());
-    let sidecars = super::bridge::Sidecars::start(
+    let mut sidecars = super::bridge::Sidecars::start(
         &cfg,
         &rt.tl.core.markets,
         rt.tl.clock,
@@ -65,6 +67,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         rt.journal_tail,
         rt.control_tx.clone(),
     )?;
+    let confirm = Duration::from_secs(cfg.control.confirm_s.unwrap_or(60));
+    sidecars.serve_ctl(ctl, rt.control_tx.clone(), confirm)?;
+    if cfg.runtime.status_interval_s > 0 {
+        sidecars.log_status_every(Duration::from_secs(cfg.runtime.status_interval_s))?;
+    }
     run::pin(cfg.runtime.core)?;
     let drain = Duration::from_millis(cfg.runtime.shutdown_ms);
     let result = rt.tl.run(&stop, drain);

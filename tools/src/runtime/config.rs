@@ -33,6 +33,9 @@ pub struct Config {
     pub store: StoreSection,
     /// Telegram bot (optional: started when present).
     pub telegram: Option<TelegramSection>,
+    /// Local control socket (`kimp ctl`).
+    #[serde(default)]
+    pub control: ControlSection,
 }
 
 /// `[runtime]`: the trading loop.
@@ -55,6 +58,8 @@ pub struct RuntimeSection {
     pub cycle_us_max: u64,
     /// Deadline for in-flight orders at shutdown (ms).
     pub shutdown_ms: u64,
+    /// `kimp run` logs a status line this often (s); 0 = never.
+    pub status_interval_s: u64,
 }
 
 impl Default for RuntimeSection {
@@ -68,6 +73,7 @@ impl Default for RuntimeSection {
             timer_ms: 10,
             cycle_us_max: 50,
             shutdown_ms: 5_000,
+            status_interval_s: 60,
         }
     }
 }
@@ -181,6 +187,23 @@ pub struct TelegramSection {
 
 fn default_bot_api() -> String {
     "https://api.telegram.org".into()
+}
+
+/// `[control]`: the local socket `kimp ctl` talks to.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlSection {
+    /// Socket path; default `kimp.sock` in the journal directory.
+    pub socket: Option<PathBuf>,
+    /// How long a `resume` or `flatten` waits for its `confirm` (s); default 60.
+    pub confirm_s: Option<u64>,
+}
+
+impl Config {
+    /// The control socket's path: `[control] socket`, else `kimp.sock` next to the journal.
+    pub fn control_socket(&self) -> PathBuf {
+        self.control.socket.clone().unwrap_or_else(|| self.runtime.journal_dir.join("kimp.sock"))
+    }
 }
 
 /// A configuration problem, located in the file.
@@ -363,6 +386,9 @@ impl Config {
             && t.allowed_chat_ids.is_empty()
         {
             return bad("telegram.allowed_chat_ids", "empty: nobody could control the bot".into());
+        }
+        if self.control.confirm_s.is_some_and(|s| !(1..=3_600).contains(&s)) {
+            return bad("control.confirm_s", "outside 1..=3600".into());
         }
         if self.keys.source == KeySource::File && self.keys.file.is_none() {
             return bad("keys.file", "source = \"file\" needs a file path".into());

@@ -92,6 +92,38 @@ pub struct Counters {
     pub journal_failed: bool,
     /// Journal slots left (current segment, plus the next one when reserved).
     pub journal_room: u64,
+    /// When this report was made (engine time).
+    pub at: Nanos,
+    /// The connections, in [`FEED_NAMES`] order.
+    pub feeds: [FeedReport; 4],
+}
+
+/// Names of the connections in [`Counters::feeds`].
+pub const FEED_NAMES: [&str; 4] = ["upbit", "binance public", "binance market", "binance user"];
+
+/// One connection in a report (the sidecars log its reconnects and show its age).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FeedReport {
+    /// Open now.
+    pub open: bool,
+    /// Successful upgrades so far.
+    pub opens: u64,
+    /// Transitions into down so far (failed attempts included).
+    pub downs: u64,
+    /// When its newest data message arrived (engine time; 0: none yet).
+    pub last_data: Nanos,
+}
+
+impl FeedReport {
+    fn of(c: &WsConn) -> FeedReport {
+        let st = c.stats();
+        FeedReport {
+            open: c.state() == kimp_gateways::transport::WsState::Open,
+            opens: st.opens,
+            downs: st.downs,
+            last_data: if st.messages == 0 { Nanos(0) } else { c.last_data_at() },
+        }
+    }
 }
 
 /// Buffering of Binance diffs while a depth snapshot is on its way (docs §3.5 step 2).
@@ -664,6 +696,13 @@ impl TradingLoop {
             journal_degraded: self.core.journal.degraded,
             journal_failed: self.core.journal_failed,
             journal_room: self.core.journal.room(),
+            at: self.clock.now(),
+            feeds: [
+                FeedReport::of(&self.feeds.upbit),
+                FeedReport::of(&self.feeds.binance_public),
+                FeedReport::of(&self.feeds.binance_market),
+                self.feeds.binance_user.as_ref().map(FeedReport::of).unwrap_or_default(),
+            ],
         };
         self.core.send_out(Out::Counters(c));
     }

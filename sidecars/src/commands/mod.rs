@@ -1,18 +1,54 @@
-//! Bot commands and their confirmation rules (pure: no network, time passed in).
+//! Operator commands, shared by the Telegram bot and `kimp ctl`: parsing, confirmation
+//! rules and answers (pure: no network, time passed in). Both front ends parse with
+//! [`Cmd`], keep their confirmations in a [`Commands`] and answer with [`format`]; only
+//! the way a command is written in an answer differs ([`Syntax`]).
 //!
-//! `/stop` acts at once: stopping must be easy. `/resume` and `/flatten` change positions
+//! `stop` acts at once: stopping must be easy. `resume` and `flatten` change positions
 //! or re-arm trading, so they only ask; the same command followed by `confirm`, from the
-//! same chat within the confirmation window, does it (`/resume confirm`,
-//! `/flatten BTC confirm`, `/flatten confirm` for all coins).
+//! same chat (for `kimp ctl`: the same user) within the confirmation window, does it
+//! (`/resume confirm`, `/flatten BTC confirm`, `/flatten confirm` for all coins).
+
+pub mod format;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use kimp_core::event::Control;
-use teloxide::utils::command::BotCommands;
+use teloxide::utils::command::{BotCommands, ParseError};
 
-use super::format;
 use crate::status::StatusBoard;
+
+/// How the operator types a command, for answers that name one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Syntax {
+    /// `/resume confirm`.
+    Telegram,
+    /// `kimp ctl resume confirm`.
+    Ctl,
+}
+
+impl Syntax {
+    /// `words` (`resume confirm`) as the operator would type them.
+    pub fn cmd(self, words: &str) -> String {
+        match self {
+            Syntax::Telegram => format!("/{words}"),
+            Syntax::Ctl => format!("kimp ctl {words}"),
+        }
+    }
+
+    /// The answer to something that is not a command.
+    pub fn unknown(self) -> String {
+        match self {
+            Syntax::Telegram => "Unknown command or arguments; /help lists them.".into(),
+            Syntax::Ctl => "Unknown command or arguments; kimp ctl --help lists them.".into(),
+        }
+    }
+}
+
+/// The answer when the engine's control channel did not take a control.
+pub fn failed(c: Control) -> String {
+    format!("FAILED: the engine did not take {c:?}; retry.")
+}
 
 /// The commands (parsed by teloxide's `BotCommands` derive).
 #[derive(BotCommands, Clone, Debug, PartialEq, Eq)]
@@ -67,17 +103,31 @@ enum Pending {
     Flatten(Option<u16>),
 }
 
+impl Cmd {
+    /// Parses a `kimp ctl` request line (`resume confirm`, `flatten BTC`): the Telegram
+    /// command without its slash.
+    pub fn parse_line(line: &str) -> Result<Cmd, ParseError> {
+        Cmd::parse(&format!("/{}", line.trim()), "")
+    }
+}
+
 /// Per-chat confirmation state.
 #[derive(Debug)]
 pub struct Commands {
     window: Duration,
+    syntax: Syntax,
     pending: HashMap<i64, (Pending, Instant)>,
 }
 
 impl Commands {
-    /// Confirmations expire after `window`.
-    pub fn new(window: Duration) -> Self {
-        Self { window, pending: HashMap::new() }
+    /// Confirmations expire after `window`; answers name commands in `syntax`.
+    pub fn new(window: Duration, syntax: Syntax) -> Self {
+        Self { window, syntax, pending: HashMap::new() }
+    }
+
+    /// How answers name commands.
+    pub fn syntax(&self) -> Syntax {
+        self.syntax
     }
 
     fn confirm(&mut self, chat: i64, want: Pending, now: Instant) -> bool {
@@ -95,24 +145,35 @@ impl Commands {
     /// Handles a command from an allow-listed chat.
     pub fn handle(&mut self, chat: i64, cmd: Cmd, sb: &StatusBoard, now: Instant) -> Outcome {
         let secs = self.window.as_secs();
+        let sx = self.syntax;
         match cmd {
             Cmd::Stop => Outcome::Control(
                 Control::Stop,
-                "STOP sent: no new entries. Open pairs keep their hedges. /resume to re-arm."
-                    .into(),
+                format!(
+                    "STOP sent: no new entries. Open pairs keep their hedges. {} to re-arm.",
+                    sx.cmd("resume")
+                ),
             ),
             Cmd::Resume(arg) => match arg.trim() {
                 "" => {
                     self.pending.insert(chat, (Pending::Resume, now));
-                    Outcome::Reply(format!("Re-arm trading? Send /resume confirm within {secs} s."))
+                    Outcome::Reply(format!(
+                        "Re-arm trading? Send {} within {secs} s.",
+                        sx.cmd("resume confirm")
+                    ))
                 }
                 "confirm" if self.confirm(chat, Pending::Resume, now) => {
                     Outcome::Control(Control::Resume, "RESUME sent: trading re-armed.".into())
                 }
-                "confirm" => {
-                    Outcome::Reply("Nothing to confirm (or it expired): send /resume first.".into())
-                }
-                _ => Outcome::Reply("Usage: /resume, then /resume confirm".into()),
+                "confirm" => Outcome::Reply(format!(
+                    "Nothing to confirm (or it expired): send {} first.",
+                    sx.cmd("resume")
+                )),
+                _ => Outcome::Reply(format!(
+                    "Usage: {}, then {}",
+                    sx.cmd("resume"),
+                    sx.cmd("resume confirm")
+                )),
             },
             Cmd::Flatten(arg) => self.flatten(chat, &arg, sb, now),
             Cmd::Status => Outcome::Reply(format::status(sb)),
@@ -127,11 +188,15 @@ impl Commands {
             Cmd::Pnl => Outcome::Reply(format::pnl(sb)),
             Cmd::Latency => Outcome::Reply(format::latency(sb)),
             Cmd::Health => Outcome::Reply(format::health(sb)),
-            Cmd::Help => Outcome::Reply(Cmd::descriptions().to_string()),
+            Cmd::Help => match sx {
+                Syntax::Telegram => Outcome::Reply(Cmd::descriptions().to_string()),
+                Syntax::Ctl => Outcome::Reply("kimp ctl --help lists the commands.".into()),
+            },
         }
     }
 
     fn flatten(&mut self, chat: i64, arg: &str, sb: &StatusBoard, now: Instant) -> Outcome {
+        let sx = self.syntax;
         let mut words: Vec<&str> = arg.split_whitespace().collect();
         let confirm = words.last() == Some(&"confirm");
         if confirm {
@@ -144,9 +209,11 @@ impl Commands {
                 None => return Outcome::Reply(unknown_coin(c, sb)),
             },
             _ => {
-                return Outcome::Reply(
-                    "Usage: /flatten [coin], then /flatten [coin] confirm".into(),
-                );
+                return Outcome::Reply(format!(
+                    "Usage: {}, then {}",
+                    sx.cmd("flatten [coin]"),
+                    sx.cmd("flatten [coin] confirm")
+                ));
             }
         };
         let what = match target {
@@ -154,8 +221,8 @@ impl Commands {
             Some(i) => format!("{} pairs", sb.names().coin(i)),
         };
         let cmd = match target {
-            None => "/flatten confirm".to_string(),
-            Some(i) => format!("/flatten {} confirm", sb.names().coin(i)),
+            None => sx.cmd("flatten confirm"),
+            Some(i) => sx.cmd(&format!("flatten {} confirm", sb.names().coin(i))),
         };
         if !confirm {
             self.pending.insert(chat, (Pending::Flatten(target), now));
@@ -170,7 +237,10 @@ impl Commands {
                 format!("FLATTEN sent: closing {what}, then halting."),
             )
         } else {
-            Outcome::Reply("Nothing to confirm (or it expired): send /flatten [coin] first.".into())
+            Outcome::Reply(format!(
+                "Nothing to confirm (or it expired): send {} first.",
+                sx.cmd("flatten [coin]")
+            ))
         }
     }
 }
@@ -209,7 +279,7 @@ mod tests {
     #[test]
     fn resume_needs_a_fresh_confirmation_from_the_same_chat() {
         let sb = board();
-        let mut c = Commands::new(Duration::from_secs(60));
+        let mut c = Commands::new(Duration::from_secs(60), Syntax::Telegram);
         let t = Instant::now();
         let confirm = || parse("/resume confirm");
         assert!(matches!(c.handle(1, confirm(), &sb, t), Outcome::Reply(_)), "no request yet");
@@ -230,7 +300,7 @@ mod tests {
     #[test]
     fn flatten_confirmation_must_name_the_same_target() {
         let sb = board();
-        let mut c = Commands::new(Duration::from_secs(60));
+        let mut c = Commands::new(Duration::from_secs(60), Syntax::Telegram);
         let t = Instant::now();
         let Outcome::Reply(ask) = c.handle(5, parse("/flatten btc"), &sb, t) else { panic!() };
         assert!(ask.contains("/flatten BTC confirm"), "{ask}");
@@ -257,5 +327,26 @@ mod tests {
                     .into()
             )
         );
+    }
+
+    #[test]
+    fn ctl_lines_parse_like_telegram_commands_and_answers_name_ctl_commands() {
+        let sb = board();
+        assert_eq!(Cmd::parse_line("stop\n").unwrap(), Cmd::Stop);
+        assert_eq!(Cmd::parse_line(" flatten BTC confirm").unwrap(), parse("/flatten BTC confirm"));
+        assert!(Cmd::parse_line("launch").is_err());
+        let mut c = Commands::new(Duration::from_secs(60), Syntax::Ctl);
+        let t = Instant::now();
+        let Outcome::Reply(ask) = c.handle(0, Cmd::parse_line("resume").unwrap(), &sb, t) else {
+            panic!()
+        };
+        assert_eq!(ask, "Re-arm trading? Send kimp ctl resume confirm within 60 s.");
+        let Outcome::Reply(ask) = c.handle(0, Cmd::parse_line("flatten btc").unwrap(), &sb, t)
+        else {
+            panic!()
+        };
+        assert!(ask.contains("Send kimp ctl flatten BTC confirm within 60 s"), "{ask}");
+        let Outcome::Control(Control::Stop, r) = c.handle(0, Cmd::Stop, &sb, t) else { panic!() };
+        assert!(r.ends_with("kimp ctl resume to re-arm."), "{r}");
     }
 }

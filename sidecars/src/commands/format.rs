@@ -70,6 +70,51 @@ pub fn status(sb: &StatusBoard) -> String {
     s
 }
 
+/// The line `kimp run` logs every `status_interval_s`: state, premium per coin, open
+/// pairs, PnL today, feed ages.
+pub fn status_line(sb: &StatusBoard) -> String {
+    let b = sb.snapshot();
+    let n = sb.names();
+    let mut premium = Vec::new();
+    for i in 0..n.coin_count() {
+        let coin = n.coin(i as u16);
+        match b.kimp.get(i).copied().flatten() {
+            None => premium.push(format!("{coin} none yet")),
+            Some(k) => {
+                let age = b.now.0.saturating_sub(k.ts.0) / 1_000_000;
+                // A coin whose books are stale gets no new samples: say how old this one is.
+                let old =
+                    if age >= 5_000 { format!(" ({} s old)", age / 1_000) } else { String::new() };
+                premium.push(format!("{coin} {}{old}", labels::bps(k.mid_bps)));
+            }
+        }
+    }
+    let feeds: Vec<String> = b
+        .feeds
+        .iter()
+        .map(|f| match (f.open, f.age_ms) {
+            (false, None) => format!("{} connecting", f.name),
+            (false, Some(_)) => format!("{} DOWN", f.name),
+            (true, _) if f.quiet => format!("{} up", f.name),
+            (true, None) => format!("{} no data yet", f.name),
+            (true, Some(a)) => format!("{} {}", f.name, age(a)),
+        })
+        .collect();
+    format!(
+        "state {}; premium {}; open pairs {}; PnL today {} ({} pairs); feed ages {}",
+        trading(b.trading),
+        premium.join(", "),
+        b.open_pairs.len(),
+        krw(b.pnl.today),
+        b.pnl.today_closed,
+        if feeds.is_empty() { "none reported yet".to_string() } else { feeds.join(", ") }
+    )
+}
+
+fn age(ms: u64) -> String {
+    if ms < 10_000 { format!("{ms} ms") } else { format!("{} s", ms / 1_000) }
+}
+
 /// `/position`.
 pub fn position(sb: &StatusBoard) -> String {
     let b = sb.snapshot();
@@ -244,6 +289,44 @@ pub fn daily_summary(sb: &StatusBoard) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_line_names_state_premium_pairs_pnl_and_feeds() {
+        use crate::status::FeedHealth;
+        use kimp_core::action::{HaltReason, KimpSample};
+        use kimp_core::units::{Nanos, Price};
+        let sb = StatusBoard::new(std::sync::Arc::new(crate::names::Names::from_markets(
+            &kimp_core::testkit::btc_markets(),
+        )));
+        let feed =
+            |name, open, age_ms, quiet| FeedHealth { name, open, age_ms, reconnects: 0, quiet };
+        sb.set_kimp(KimpSample {
+            coin: 0,
+            ts: Nanos(1_000_000_000),
+            mid_bps: 251.26,
+            sell_bps: 240.0,
+            buy_bps: -260.0,
+            fx: Price(1_400 * 100_000_000),
+            fx_source: kimp_core::event::FxSource::UpbitUsdt,
+            qty: Qty(1),
+            funding_e8: 0,
+        });
+        sb.on_report(
+            Nanos(1_200_000_000),
+            Some(TradingState::Halted(HaltReason::Operator)),
+            &[
+                feed("upbit", true, Some(12), false),
+                feed("binance user", true, None, true),
+                feed("binance public", false, Some(9_000), false),
+                feed("binance market", false, None, false),
+            ],
+        );
+        assert_eq!(
+            status_line(&sb),
+            "state HALTED (operator); premium BTC 251.3 bps; open pairs 0; PnL today 0 KRW \
+             (0 pairs); feed ages upbit 12 ms, binance user up, binance public DOWN, binance market connecting"
+        );
+    }
 
     #[test]
     fn krw_has_thousands_separators() {
