@@ -15,11 +15,12 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use crossbeam_channel::{Receiver, Sender, bounded};
-use kimp_core::action::Telemetry;
+use kimp_core::action::{Record, Telemetry, TradingState};
 use kimp_core::engine::Markets;
 use kimp_core::event::Control;
 use kimp_core::units::Nanos;
 use kimp_sidecars::alerts::{self, AlertInput, AlertMsg, AlertsConfig, AlertsHandle, Severity};
+use kimp_sidecars::labels;
 use kimp_sidecars::names::Names;
 use kimp_sidecars::status::StatusBoard;
 use kimp_sidecars::store::{LatencySample, QuestDbConf, Store, StoreConfig, StoreEvent, StoreTx};
@@ -222,6 +223,9 @@ fn tail_journal(
         for (ts, e) in &buf {
             seq += 1;
             if let Entry::Record(r) = e {
+                if let Record::Trading { state } = r {
+                    log_trading(*state);
+                }
                 board.on_record(wall(clock, *ts), r);
                 while tx.journal(seq, wall(clock, *ts), *r).is_err() {
                     std::thread::sleep(Duration::from_millis(5));
@@ -235,6 +239,22 @@ fn tail_journal(
         if buf.is_empty() {
             std::thread::sleep(Duration::from_millis(2));
         }
+    }
+}
+
+/// The log line of a trading-state change: every active halt reason, not only the one
+/// that was just added (`HALTED (order_rate+orphan_hard)`).
+fn log_trading(state: TradingState) {
+    match state {
+        TradingState::Halted(set) => {
+            let reasons = labels::halt_reasons(set, "+");
+            tracing::warn!(state = "halted", %reasons, "trading: HALTED ({reasons})");
+        }
+        s => tracing::info!(
+            state = labels::trading_state(s),
+            "trading: {}",
+            labels::trading_state(s)
+        ),
     }
 }
 
