@@ -137,6 +137,8 @@ pub struct Engine {
     reconciled: bool,
     rate: OrderRate,
     krw_free: i64,
+    /// Last free KRW Upbit reported after reconciliation, and when.
+    venue_krw: Option<(Qty, Nanos)>,
     krw_base: i64,
     usdt_free: i64,
     usdt_base: i64,
@@ -242,6 +244,7 @@ impl Engine {
             trading: TradingState::Reconciling,
             reconciled: false,
             krw_free: 0,
+            venue_krw: None,
             krw_base: 0,
             usdt_free: 0,
             usdt_base: 0,
@@ -413,6 +416,9 @@ impl Engine {
     fn on_balance(&mut self, b: Balance, now: Nanos) {
         let free = b.free.0;
         match (b.venue, b.asset.as_str()) {
+            // After reconciliation a KRW report may predate a fill: it is taken only when
+            // checked (`CheckAccount`) with nothing in flight since it was asked for.
+            (Venue::Upbit, "KRW") if self.reconciled => self.venue_krw = Some((b.free, now)),
             (Venue::Upbit, "KRW") => self.krw_free = free,
             (Venue::Binance, "USDT") => self.usdt_free = free,
             (Venue::Upbit, asset) => {
@@ -1204,8 +1210,17 @@ impl Engine {
     /// since (taken as reported at start-up: the journal holds no balances). A difference
     /// no venue could trade (dust) is ignored; anything more halts and names the coin, the
     /// venue, what was expected and what the venue holds. A coin with an order in flight or
-    /// order activity since `asked_at` is skipped: its report may predate a fill.
+    /// order activity since `asked_at` is skipped: its report may predate a fill. Upbit's
+    /// KRW is not compared (fee rounding moves it); it is taken from a quiet report.
     fn check_account(&mut self, venue: Venue, asked_at: Nanos, out: &mut Outbox) {
+        let quiet = self.orders.is_empty()
+            && self.coins.iter().all(|c| c.touched.is_none_or(|t| t < asked_at));
+        if venue == Venue::Upbit
+            && quiet
+            && let Some((krw, _)) = self.venue_krw.filter(|&(_, at)| at >= asked_at)
+        {
+            self.krw_free = krw.0;
+        }
         for coin in 0..self.coins.len() as u16 {
             let c = coin as usize;
             let cs = self.coins[c];
