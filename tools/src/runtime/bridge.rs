@@ -243,18 +243,22 @@ fn tail_journal(
 }
 
 /// The log line of a trading-state change: every active halt reason, not only the one
-/// that was just added (`HALTED (order_rate+orphan_hard)`).
-fn log_trading(state: TradingState) {
+/// that was just added (`trading: HALTED (order_rate+orphan_hard)`).
+fn trading_line(state: TradingState) -> String {
     match state {
         TradingState::Halted(set) => {
-            let reasons = labels::halt_reasons(set, "+");
-            tracing::warn!(state = "halted", %reasons, "trading: HALTED ({reasons})");
+            format!("trading: HALTED ({})", labels::halt_reasons(set, "+"))
         }
-        s => tracing::info!(
-            state = labels::trading_state(s),
-            "trading: {}",
-            labels::trading_state(s)
-        ),
+        s => format!("trading: {}", labels::trading_state(s)),
+    }
+}
+
+fn log_trading(state: TradingState) {
+    let line = trading_line(state);
+    if state.halts().is_empty() {
+        tracing::info!(state = labels::trading_state(state), "{line}");
+    } else {
+        tracing::warn!(state = labels::trading_state(state), "{line}");
     }
 }
 
@@ -333,5 +337,20 @@ fn bridge(
                 journal_alarm = full;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kimp_core::action::{HaltReason, HaltSet, TradingState};
+
+    #[test]
+    fn the_log_line_names_every_active_halt_reason() {
+        let both = HaltSet::of(HaltReason::OrderRate).with(HaltReason::OrphanHard);
+        assert_eq!(
+            super::trading_line(TradingState::Halted(both)),
+            "trading: HALTED (order_rate+orphan_hard)"
+        );
+        assert_eq!(super::trading_line(TradingState::Active), "trading: active");
     }
 }
