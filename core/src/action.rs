@@ -26,19 +26,104 @@ pub enum Purpose {
 }
 
 /// Why trading is halted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum HaltReason {
     /// Operator `/stop` or CLI.
-    Operator,
+    Operator = 0,
     /// Orders per second exceeded (runaway guard).
-    OrderRate,
+    OrderRate = 1,
     /// A one-leg pair passed the hard deadline and was flattened.
-    OrphanHard,
+    OrphanHard = 2,
     /// Operator flatten.
-    Flatten,
+    Flatten = 3,
     /// The process is shutting down: entries stop for this run only (not latched across
     /// a restart, unlike every other reason).
-    Shutdown,
+    Shutdown = 4,
+    /// A venue's position or balance disagrees with the engine's (reconciliation).
+    Mismatch = 5,
+}
+
+impl HaltReason {
+    /// Every reason, in bit order.
+    pub const ALL: [HaltReason; 6] = [
+        HaltReason::Operator,
+        HaltReason::OrderRate,
+        HaltReason::OrphanHard,
+        HaltReason::Flatten,
+        HaltReason::Shutdown,
+        HaltReason::Mismatch,
+    ];
+
+    const fn bit(self) -> u16 {
+        1 << self as u16
+    }
+}
+
+/// The set of active halt reasons: a bitset, so it stays `Copy` and allocation-free.
+/// Iterates in [`HaltReason::ALL`] order.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct HaltSet(u16);
+
+impl HaltSet {
+    /// No reason.
+    pub const EMPTY: HaltSet = HaltSet(0);
+    const KNOWN: u16 = (1 << HaltReason::ALL.len()) - 1;
+
+    /// The set holding only `r`.
+    pub const fn of(r: HaltReason) -> HaltSet {
+        HaltSet(r.bit())
+    }
+    /// This set plus `r`.
+    #[must_use]
+    pub const fn with(self, r: HaltReason) -> HaltSet {
+        HaltSet(self.0 | r.bit())
+    }
+    /// This set without `r`.
+    #[must_use]
+    pub const fn without(self, r: HaltReason) -> HaltSet {
+        HaltSet(self.0 & !r.bit())
+    }
+    /// True when `r` is in the set.
+    pub const fn contains(self, r: HaltReason) -> bool {
+        self.0 & r.bit() != 0
+    }
+    /// True when no reason is set.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    /// Number of reasons.
+    pub const fn len(self) -> u32 {
+        self.0.count_ones()
+    }
+    /// The bits (bit `n` is the reason with discriminant `n`), for the journal.
+    pub const fn bits(self) -> u16 {
+        self.0
+    }
+    /// A set from its bits; `None` when a bit names no reason.
+    pub const fn from_bits(b: u16) -> Option<HaltSet> {
+        if b & !Self::KNOWN == 0 { Some(HaltSet(b)) } else { None }
+    }
+    /// The reasons, in [`HaltReason::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = HaltReason> {
+        HaltReason::ALL.into_iter().filter(move |r| self.contains(*r))
+    }
+    /// The first reason in [`HaltReason::ALL`] order.
+    pub fn first(self) -> Option<HaltReason> {
+        self.iter().next()
+    }
+}
+
+impl From<HaltReason> for HaltSet {
+    fn from(r: HaltReason) -> HaltSet {
+        HaltSet::of(r)
+    }
+}
+
+impl core::fmt::Debug for HaltSet {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
 }
 
 /// Trading state of the engine.
@@ -49,8 +134,22 @@ pub enum TradingState {
     /// Normal trading.
     Active,
     /// Refuses new entries and exits; cancels and hedges still go out. Latches until
-    /// an explicit resume.
-    Halted(HaltReason),
+    /// an explicit resume, which clears every reason at once. Never empty.
+    Halted(HaltSet),
+}
+
+impl TradingState {
+    /// Halted for one reason.
+    pub const fn halted(r: HaltReason) -> TradingState {
+        TradingState::Halted(HaltSet::of(r))
+    }
+    /// The active halt reasons (empty unless halted).
+    pub const fn halts(self) -> HaltSet {
+        match self {
+            TradingState::Halted(s) => s,
+            _ => HaltSet::EMPTY,
+        }
+    }
 }
 
 /// A record for the journal (never dropped).
@@ -253,8 +352,21 @@ pub enum Alert {
         /// Time it took (ms).
         age_ms: u64,
     },
-    /// Trading halted.
+    /// Trading halted (or a reason was added to an existing halt).
     Halted(HaltReason),
+    /// A venue's position or balance differs from the engine's by more than dust; trading
+    /// halts with [`HaltReason::Mismatch`].
+    Mismatch {
+        /// Coin index.
+        coin: u16,
+        /// Venue whose account disagrees.
+        venue: Venue,
+        /// What the engine (journal and fills since) expects: the perp position on
+        /// Binance, the free coin balance on Upbit.
+        expected: Qty,
+        /// What the venue reported.
+        actual: Qty,
+    },
     /// Trading resumed.
     Resumed,
     /// A book became stale or unusable.

@@ -137,6 +137,9 @@ pub struct RiskConfig {
     /// Minimum time between two repair orders of the same pair (ms), so a venue that
     /// keeps refusing is not hammered.
     pub hedge_retry_ms: u64,
+    /// How often the runtime compares the venues' positions and balances with the
+    /// engine's while running (s); a mismatch above dust halts (`HaltReason::Mismatch`).
+    pub reconcile_interval_s: u64,
 }
 
 impl Default for RiskConfig {
@@ -155,6 +158,7 @@ impl Default for RiskConfig {
             orphan_ms_hard: 2_000,
             one_leg_policy: OneLegPolicy::Rehedge,
             hedge_retry_ms: 50,
+            reconcile_interval_s: 60,
         }
     }
 }
@@ -253,6 +257,9 @@ impl RiskConfig {
         })?;
         check(r.hedge_retry_ms < r.orphan_ms_hard, "risk.hedge_retry_ms", || {
             format!("{} must be less than orphan_ms_hard ({})", r.hedge_retry_ms, r.orphan_ms_hard)
+        })?;
+        check((1..=86_400).contains(&r.reconcile_interval_s), "risk.reconcile_interval_s", || {
+            format!("{} is outside 1..=86400", r.reconcile_interval_s)
         })?;
         Ok(())
     }

@@ -109,8 +109,13 @@ struct CoinState {
     /// Free coin inventory on Upbit.
     upbit_free: Qty,
     upbit_base: Qty,
-    /// Last position the venue reported for the perp (reconciliation).
-    venue_pos_b: Option<Qty>,
+    /// Last position the venue reported for the perp, and when (reconciliation).
+    venue_pos_b: Option<(Qty, Nanos)>,
+    /// Last free coin balance Upbit reported, and when (reconciliation).
+    venue_u: Option<(Qty, Nanos)>,
+    /// Last order activity of this run on the coin (a placement or a report): an account
+    /// report asked for before it may predate a fill.
+    touched: Option<Nanos>,
     flatten_pending: bool,
 }
 
@@ -132,6 +137,8 @@ pub struct Engine {
     reconciled: bool,
     rate: OrderRate,
     krw_free: i64,
+    /// Last free KRW Upbit reported after reconciliation, and when.
+    venue_krw: Option<(Qty, Nanos)>,
     krw_base: i64,
     usdt_free: i64,
     usdt_base: i64,
@@ -216,6 +223,8 @@ impl Engine {
                 upbit_free: Qty::ZERO,
                 upbit_base: Qty::ZERO,
                 venue_pos_b: None,
+                venue_u: None,
+                touched: None,
                 flatten_pending: false,
             })
             .collect();
@@ -235,6 +244,7 @@ impl Engine {
             trading: TradingState::Reconciling,
             reconciled: false,
             krw_free: 0,
+            venue_krw: None,
             krw_base: 0,
             usdt_free: 0,
             usdt_base: 0,
@@ -283,7 +293,7 @@ impl Engine {
     }
     /// The last perp position the venue reported for a coin (reconciliation check).
     pub fn venue_position(&self, coin: u16) -> Option<Qty> {
-        self.coins.get(coin as usize)?.venue_pos_b
+        self.coins.get(coin as usize)?.venue_pos_b.map(|(q, _)| q)
     }
 
     // ----- the entry point -------------------------------------------------------------
@@ -337,10 +347,10 @@ impl Engine {
                     }
                 }
             }
-            Event::Balance(b) => self.on_balance(b),
+            Event::Balance(b) => self.on_balance(b, now),
             Event::Position(p) => {
                 if let Some(Role::Leg(c, Leg::B)) = self.roles.get(p.inst.0 as usize).copied() {
-                    self.coins[c as usize].venue_pos_b = Some(p.qty);
+                    self.coins[c as usize].venue_pos_b = Some((p.qty, now));
                 } else {
                     self.stats.unknown_instrument += 1;
                 }
@@ -403,15 +413,23 @@ impl Engine {
         coin.funding = Some(f);
     }
 
-    fn on_balance(&mut self, b: Balance) {
+    fn on_balance(&mut self, b: Balance, now: Nanos) {
         let free = b.free.0;
         match (b.venue, b.asset.as_str()) {
+            // After reconciliation a KRW report may predate a fill: it is taken only when
+            // checked (`CheckAccount`) with nothing in flight since it was asked for.
+            (Venue::Upbit, "KRW") if self.reconciled => self.venue_krw = Some((b.free, now)),
             (Venue::Upbit, "KRW") => self.krw_free = free,
             (Venue::Binance, "USDT") => self.usdt_free = free,
             (Venue::Upbit, asset) => {
                 for c in self.coins.iter_mut() {
                     if c.spec.name.as_str() == asset {
-                        c.upbit_free = b.free;
+                        c.venue_u = Some((b.free, now));
+                        // After reconciliation the engine's own count (fills since) is
+                        // what a report is checked against (`CheckAccount`), not replaced by.
+                        if !self.reconciled {
+                            c.upbit_free = b.free;
+                        }
                     }
                 }
             }
@@ -931,6 +949,7 @@ impl Engine {
             out.push(Action::Journal(Record::Order(req)));
             out.push(Action::Place(req));
             self.rate.record(self.instruments[req.inst.0 as usize].venue, now);
+            self.coins[coin as usize].touched = Some(now);
             self.orders.push(LiveOrder { order: Order::new(req, now), coin });
             self.stats.orders_placed += 1;
         }
@@ -1013,6 +1032,7 @@ impl Engine {
             return;
         };
         let coin = self.orders[i].coin;
+        self.coins[coin as usize].touched = Some(now);
         let applied = self.orders[i].order.apply(oe.kind, now);
         let o = self.orders[i].order;
         match applied {
@@ -1359,22 +1379,77 @@ impl Engine {
 
     // ----- control and timers ----------------------------------------------------------
 
+    /// Adds `reason` to the active halt reasons. A new reason is journaled with the whole
+    /// set (a restart restores every latched reason, not just the first); a repeated one
+    /// is only alerted again.
     fn halt(&mut self, reason: HaltReason, out: &mut Outbox) {
-        if matches!(self.trading, TradingState::Halted(_)) {
-            // Already halted (the first reason stays), but people must still hear of this.
-            out.push(Action::Alert(Alert::Halted(reason)));
-            return;
+        let active = self.trading.halts();
+        if !active.contains(reason) {
+            self.trading = TradingState::Halted(active.with(reason));
+            out.push(Action::Journal(Record::Trading { state: self.trading }));
         }
-        self.trading = TradingState::Halted(reason);
-        out.push(Action::Journal(Record::Trading { state: self.trading }));
         out.push(Action::Alert(Alert::Halted(reason)));
+    }
+
+    /// Compares `venue`'s account, as reported since `asked_at`, with the engine's
+    /// positions: the perp position with the pair's Binance leg (the journal's, after a
+    /// restart), the free coin on Upbit with the balance at reconciliation plus the fills
+    /// since (taken as reported at start-up: the journal holds no balances). A difference
+    /// no venue could trade (dust) is ignored; anything more halts and names the coin, the
+    /// venue, what was expected and what the venue holds. A coin with an order in flight or
+    /// order activity since `asked_at` is skipped: its report may predate a fill. Upbit's
+    /// KRW is not compared (fee rounding moves it); it is taken from a quiet report.
+    fn check_account(&mut self, venue: Venue, asked_at: Nanos, out: &mut Outbox) {
+        let quiet = self.orders.is_empty()
+            && self.coins.iter().all(|c| c.touched.is_none_or(|t| t < asked_at));
+        if venue == Venue::Upbit
+            && quiet
+            && let Some((krw, _)) = self.venue_krw.filter(|&(_, at)| at >= asked_at)
+        {
+            self.krw_free = krw.0;
+        }
+        for coin in 0..self.coins.len() as u16 {
+            let c = coin as usize;
+            let cs = self.coins[c];
+            if self.in_flight(coin) || cs.touched.is_some_and(|t| t >= asked_at) {
+                continue;
+            }
+            // An account that does not list the coin (no report since the ask) holds none.
+            let reported = |v: Option<(Qty, Nanos)>| {
+                v.filter(|&(_, at)| at >= asked_at).map_or(Qty::ZERO, |(q, _)| q)
+            };
+            let (inst, expected, actual) = match venue {
+                Venue::Binance => {
+                    let expected = cs.pair.map_or(Qty::ZERO, |p| p.b.pos);
+                    (cs.spec.binance, expected, reported(cs.venue_pos_b))
+                }
+                Venue::Upbit if self.reconciled => {
+                    let actual = reported(cs.venue_u);
+                    // Sizing goes on from what the venue holds; the alert (and the halt)
+                    // say it changed.
+                    self.coins[c].upbit_free = actual;
+                    (cs.spec.upbit, cs.upbit_free, actual)
+                }
+                _ => continue,
+            };
+            let diff = Qty(expected.0.saturating_sub(actual.0));
+            // A perp difference a reduce-only order could close is not dust.
+            if self.tradeable(inst, diff, venue == Venue::Binance).0 == 0 {
+                continue;
+            }
+            out.push(Action::Alert(Alert::Mismatch { coin, venue, expected, actual }));
+            self.halt(HaltReason::Mismatch, out);
+        }
     }
 
     fn on_control(&mut self, c: Control, now: Nanos, out: &mut Outbox) {
         match c {
             Control::Stop => self.halt(HaltReason::Operator, out),
+            Control::CheckAccount { venue, asked_at } => self.check_account(venue, asked_at, out),
             Control::Shutdown => self.halt(HaltReason::Shutdown, out),
             Control::Resume => {
+                // One resume clears every reason at once (the operator has seen them all
+                // in /status); a cause still present halts again on its next check.
                 if matches!(self.trading, TradingState::Halted(_)) {
                     self.trading = if self.reconciled {
                         TradingState::Active
@@ -1490,7 +1565,7 @@ impl Engine {
                 // A flatten still under way does not suspend the hard deadline (the
                 // operator may have resumed meanwhile): past it, trading halts.
                 if p.unhedged_since.is_some_and(|s| now.since(s) >= hard)
-                    && !matches!(self.trading, TradingState::Halted(_))
+                    && !self.trading.halts().contains(HaltReason::OrphanHard)
                 {
                     self.halt(HaltReason::OrphanHard, out);
                 }

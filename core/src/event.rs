@@ -279,6 +279,17 @@ pub enum Control {
     ReconcileDone,
     /// Ask for a status snapshot (answered with a telemetry action).
     Status,
+    /// The runtime fed every balance and position report of `venue`'s account that it
+    /// asked for at `asked_at`: compare them with the engine's positions (a mismatch above
+    /// dust halts with `HaltReason::Mismatch`). An account that does not list a coin
+    /// holds none of it. Coins with orders in flight, or with order activity since
+    /// `asked_at`, are skipped (the report may predate a fill).
+    CheckAccount {
+        /// Venue whose account was reported.
+        venue: Venue,
+        /// When the runtime asked for the report (engine time).
+        asked_at: Nanos,
+    },
     /// Graceful shutdown: stop entries for the rest of this run (not latched across a
     /// restart); cancels and hedges still go out.
     Shutdown,

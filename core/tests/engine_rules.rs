@@ -301,7 +301,7 @@ fn orphan_past_the_hard_deadline_flattens_and_halts() {
             break;
         }
     }
-    assert_eq!(h.e.trading_state(), TradingState::Halted(HaltReason::OrphanHard));
+    assert_eq!(h.e.trading_state(), TradingState::halted(HaltReason::OrphanHard));
     let flat = flat.expect("flatten the Upbit leg");
     assert_eq!(flat.kind, OrderKind::Market);
     assert_eq!(flat.side, Side::Buy);
@@ -333,7 +333,7 @@ fn hard_deadline_flattens_the_free_leg_while_the_other_is_unknown() {
     }
     let flat = flat.expect("Upbit leg flattened at the hard deadline");
     assert_eq!((flat.side, flat.qty, flat.kind), (Side::Buy, u.qty, OrderKind::Market));
-    assert_eq!(h.e.trading_state(), TradingState::Halted(HaltReason::OrphanHard));
+    assert_eq!(h.e.trading_state(), TradingState::halted(HaltReason::OrphanHard));
     // The unknown order turns out filled: the new Binance long is flattened too.
     h.fill_all(&flat);
     let mut acts = h.fill(&b, b.qty, b.qty);
@@ -501,7 +501,7 @@ fn order_rate_limit_halts_a_runaway() {
             sent[p.inst.0 as usize] += 1;
             h.reject(&p);
         }
-        if matches!(h.e.trading_state(), TradingState::Halted(HaltReason::OrderRate)) {
+        if h.e.trading_state().halts().contains(HaltReason::OrderRate) {
             halted_at = Some(i);
             break;
         }
@@ -619,7 +619,7 @@ fn flatten_closes_at_market_and_halts() {
     h.start();
     let (u, b) = opened(&mut h);
     let acts = h.ev(Event::Control(Control::Flatten(None)));
-    assert_eq!(h.e.trading_state(), TradingState::Halted(HaltReason::Flatten));
+    assert_eq!(h.e.trading_state(), TradingState::halted(HaltReason::Flatten));
     let fu = place_on(&acts, KRW_BTC).unwrap();
     let fb = place_on(&acts, BTCUSDT).unwrap();
     assert_eq!((fu.kind, fb.kind), (OrderKind::Market, OrderKind::Market));

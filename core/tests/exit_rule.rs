@@ -188,7 +188,7 @@ fn exit_the_market_never_lets_complete_is_flattened_at_the_hard_deadline() {
         (flat.kind, flat.side, flat.qty, flat.reduce_only),
         (OrderKind::Market, Side::Sell, cb.qty, true)
     );
-    assert_eq!(h.e.trading_state(), TradingState::Halted(HaltReason::OrphanHard));
+    assert_eq!(h.e.trading_state(), TradingState::halted(HaltReason::OrphanHard));
     assert_eq!(
         h.log.iter().filter(|a| matches!(a, Action::Place(r) if r.inst == BTCUSDT)).count(),
         3,

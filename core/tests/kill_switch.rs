@@ -17,10 +17,10 @@ fn stop_halts_at_once_and_latches_until_resume() {
     let mut h = H::simple();
     h.start();
     let acts = h.ev(Event::Control(Control::Stop));
-    assert_eq!(h.e.trading_state(), TradingState::Halted(HaltReason::Operator));
+    assert_eq!(h.e.trading_state(), TradingState::halted(HaltReason::Operator));
     assert!(has(&acts, |a| matches!(
         a,
-        Action::Journal(Record::Trading { state: TradingState::Halted(HaltReason::Operator) })
+        Action::Journal(Record::Trading { state }) if *state == TradingState::halted(HaltReason::Operator)
     )));
     assert!(has(&acts, |a| matches!(a, Action::Alert(Alert::Halted(HaltReason::Operator)))));
     // Minutes of an entry-level premium, timers, a repeated stop and a reconciliation:
@@ -32,7 +32,7 @@ fn stop_halts_at_once_and_latches_until_resume() {
     }
     h.ev(Event::Control(Control::Stop));
     h.ev(Event::Control(Control::ReconcileDone));
-    assert_eq!(h.e.trading_state(), TradingState::Halted(HaltReason::Operator));
+    assert_eq!(h.e.trading_state(), TradingState::halted(HaltReason::Operator));
     assert!(places(&h.market(344.0)).is_empty());
     h.ev(Event::Control(Control::Resume));
     assert_eq!(h.e.trading_state(), TradingState::Active);
@@ -48,7 +48,7 @@ fn flatten_cancels_the_open_order_and_closes_the_filled_leg_in_one_step() {
     h.fill_all(&b);
     h.report(&u, OrderEventKind::Ack);
     let acts = h.ev(Event::Control(Control::Flatten(None)));
-    assert_eq!(h.e.trading_state(), TradingState::Halted(HaltReason::Flatten));
+    assert_eq!(h.e.trading_state(), TradingState::halted(HaltReason::Flatten));
     assert!(has(&acts, |a| matches!(a, Action::Cancel { cl_id, .. } if *cl_id == u.cl_id)));
     let f = places(&acts);
     assert_eq!(f.len(), 1, "the leg with an open order is cancelled, never re-sent: {f:?}");
@@ -60,5 +60,5 @@ fn flatten_cancels_the_open_order_and_closes_the_filled_leg_in_one_step() {
     assert!(h.e.pair(0).is_none());
     h.advance_ms(1_000);
     assert!(places(&h.market(344.0)).is_empty());
-    assert_eq!(h.e.trading_state(), TradingState::Halted(HaltReason::Flatten));
+    assert_eq!(h.e.trading_state(), TradingState::halted(HaltReason::Flatten));
 }

@@ -16,7 +16,7 @@ use kimp_core::config::{EngineConfig, FundingFilter};
 use kimp_core::engine::Engine;
 use kimp_core::event::{
     Balance, BookSnapshot, Control, DepthDiff, Event, Funding, Level, OrderEvent, OrderEventKind,
-    RejectReason,
+    PositionReport, RejectReason,
 };
 use kimp_core::instrument::{InstrumentId, Symbol, Venue};
 use kimp_core::order::{OrderKind, OrderRequest};
@@ -299,7 +299,21 @@ impl Workload {
             0..=44 => self.binance_diff(c),
             45..=84 => self.upbit_book(c),
             85..=89 => self.fx_book(),
-            90..=98 => self.feed(Event::Timer),
+            90..=97 => self.feed(Event::Timer),
+            98 => {
+                // A periodic account check that agrees with the engine (the comparison
+                // and its alert path run without allocating).
+                for c in 0..COINS {
+                    let qty = self.e.pair(c).map_or(Qty::ZERO, |p| p.b.pos);
+                    let inst = InstrumentId(2 * c + 1);
+                    self.feed(Event::Position(PositionReport { inst, qty }));
+                }
+                let asked_at = Nanos(self.now.0.saturating_sub(1_000_000));
+                self.feed(Event::Control(Control::CheckAccount {
+                    venue: Venue::Binance,
+                    asked_at,
+                }));
+            }
             _ => {
                 if self.now >= self.funding_at {
                     self.funding_at = self.funding_at.plus(Nanos::from_ms(60_000));

@@ -220,7 +220,7 @@ fn a_restored_orphan_still_unknown_at_the_hard_deadline_halts_and_flattens() {
     assert_eq!(r.e.trading_state(), TradingState::Reconciling, "not before the deadline");
     let flat = tick_for(&mut r, 10);
     assert_eq!(r.now.since(t0), Nanos::from_ms(hard));
-    assert_eq!(r.e.trading_state(), TradingState::Halted(HaltReason::OrphanHard));
+    assert_eq!(r.e.trading_state(), TradingState::halted(HaltReason::OrphanHard));
     assert_eq!(flat.len(), 1, "only the known leg is flattened: {flat:?}");
     assert_eq!((flat[0].inst, flat[0].side, flat[0].qty), (KRW_BTC, Side::Buy, u.qty));
     assert_eq!(flat[0].kind, OrderKind::Market);

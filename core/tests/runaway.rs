@@ -137,7 +137,7 @@ fn check_halts(per_sec: u32, step_us: u64) {
     assert_eq!(r.sent[0].len(), per_sec as usize);
     assert_eq!(r.sent[1].len(), per_sec as usize);
     assert_eq!(halted, refused, "the first intent over the limit halts on that event");
-    assert_eq!(h.e.trading_state(), TradingState::Halted(HaltReason::OrderRate));
+    assert_eq!(h.e.trading_state(), TradingState::halted(HaltReason::OrderRate));
     assert!(r.halt_journaled, "the halt is journaled (it latches across a restart)");
     // Latched: seconds after the rate window drained, the strategy still wants in every
     // event and nothing leaves.

@@ -206,6 +206,18 @@ impl Alerts {
                         labels::halt_reason(r)
                     ),
                 ),
+                Alert::Mismatch { coin, venue, expected, actual } => AlertMsg::new(
+                    Critical,
+                    format!("mismatch:{coin}:{}", venue.name()),
+                    format!(
+                        "POSITION MISMATCH: {} on {}: expected {}, venue has {}; entries halted. \
+                         Fix the account, then /resume.",
+                        n.coin(coin),
+                        venue.name(),
+                        coin_qty(expected),
+                        coin_qty(actual)
+                    ),
+                ),
                 Alert::Resumed => AlertMsg::new(Info, "resumed", "Trading resumed."),
                 Alert::StaleBook(inst) => AlertMsg::new(
                     Warn,
@@ -488,5 +500,29 @@ mod tests {
             )
             .unwrap();
         assert_eq!(m.text, "Opened pair #7 BTC: qty 0.01000000 at 251.3 bps");
+    }
+
+    #[test]
+    fn a_mismatch_names_coin_venue_expected_and_actual() {
+        let mut a = rules();
+        let m = a
+            .on_input(
+                0,
+                &AlertInput::Engine(Alert::Mismatch {
+                    coin: 0,
+                    venue: Venue::Binance,
+                    expected: kimp_core::units::Qty(1_000_000),
+                    actual: kimp_core::units::Qty(0),
+                }),
+            )
+            .unwrap();
+        assert_eq!((m.severity, m.key.as_str()), (Severity::Critical, "mismatch:0:binance"));
+        assert!(
+            m.text.starts_with(
+                "POSITION MISMATCH: BTC on binance: expected 0.01000000, venue has 0.00000000;"
+            ),
+            "{}",
+            m.text
+        );
     }
 }

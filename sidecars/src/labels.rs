@@ -1,6 +1,6 @@
 //! Lower-case labels for the engine's enums, shared by the store (symbol values) and the bot.
 
-use kimp_core::action::{HaltReason, Purpose, TradingState};
+use kimp_core::action::{HaltReason, HaltSet, Purpose, TradingState};
 use kimp_core::config::Direction;
 use kimp_core::event::{FxSource, RejectReason, Side};
 use kimp_core::order::{OrderKind, OrderState};
@@ -86,7 +86,13 @@ pub fn halt_reason(r: HaltReason) -> &'static str {
         HaltReason::OrphanHard => "orphan_hard",
         HaltReason::Flatten => "flatten",
         HaltReason::Shutdown => "shutdown",
+        HaltReason::Mismatch => "mismatch",
     }
+}
+
+/// Every active halt reason, in declaration order, joined by `sep` (`order_rate+orphan_hard`).
+pub fn halt_reasons(set: HaltSet, sep: &str) -> String {
+    set.iter().map(halt_reason).collect::<Vec<_>>().join(sep)
 }
 
 /// Trading state without its reason.

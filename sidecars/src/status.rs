@@ -271,7 +271,7 @@ mod tests {
     fn a_late_report_of_an_older_state_does_not_undo_a_newer_record() {
         use kimp_core::action::HaltReason;
         let board = StatusBoard::new(Arc::new(Names::new()));
-        let halted = TradingState::Halted(HaltReason::Operator);
+        let halted = TradingState::halted(HaltReason::Operator);
         board.on_report(Nanos(10), Some(TradingState::Active), &[]);
         board.on_record(Nanos(20), &Record::Trading { state: halted });
         board.on_report(Nanos(15), Some(TradingState::Active), &[]);

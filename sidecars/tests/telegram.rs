@@ -86,7 +86,7 @@ fn bot_obeys_only_allowed_chats_pushes_alerts_and_never_logs_the_token() {
     let c = ctl_rx.recv_timeout(Duration::from_secs(10)).expect("no control from the bot");
     assert_eq!(c, Control::Stop);
     engine.on_event(Nanos(2), &Event::Control(c), &mut out);
-    assert_eq!(engine.trading_state(), TradingState::Halted(HaltReason::Operator));
+    assert_eq!(engine.trading_state(), TradingState::halted(HaltReason::Operator));
 
     // The stranger's two messages are consumed, counted, and produce nothing.
     use std::sync::atomic::Ordering::Relaxed;

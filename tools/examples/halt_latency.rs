@@ -143,7 +143,7 @@ fn ring_to_halted(reps: usize) -> Vec<u64> {
                         let t = base.elapsed().as_nanos() as u64;
                         let lat = t.saturating_sub(sent_at.load(Ordering::Acquire));
                         // Untimed checks: halted for the operator, entries refused.
-                        assert_eq!(e.trading_state(), TradingState::Halted(HaltReason::Operator));
+                        assert_eq!(e.trading_state(), TradingState::halted(HaltReason::Operator));
                         out.clear();
                         entry.feed(&mut e, now, &mut out);
                         assert!(places(&out).is_empty(), "an entry left a halted engine");
@@ -204,7 +204,7 @@ fn stop_step(reps: usize) -> Vec<u64> {
         let t = Instant::now();
         e.on_event(now, &Event::Control(Control::Stop), &mut out);
         v.push(t.elapsed().as_nanos() as u64);
-        assert_eq!(e.trading_state(), TradingState::Halted(HaltReason::Operator));
+        assert_eq!(e.trading_state(), TradingState::halted(HaltReason::Operator));
         out.clear();
         e.on_event(now, &Event::Control(Control::Resume), &mut out);
     }
@@ -235,7 +235,7 @@ fn flatten_step(reps: usize) -> Vec<u64> {
         let t = Instant::now();
         e.on_event(now, &Event::Control(Control::Flatten(None)), &mut out);
         v.push(t.elapsed().as_nanos() as u64);
-        assert_eq!(e.trading_state(), TradingState::Halted(HaltReason::Flatten));
+        assert_eq!(e.trading_state(), TradingState::halted(HaltReason::Flatten));
         let acts = out.as_slice();
         assert!(
             acts.iter().any(|a| matches!(a, Action::Cancel { cl_id, .. } if *cl_id == u.cl_id)),

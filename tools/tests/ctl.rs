@@ -185,12 +185,12 @@ fn ctl_resume_clears_a_risk_halt_latched_by_an_earlier_run() {
     // An earlier run halted on a risk limit: the halt is latched in its journal.
     {
         let (mut j, _) = Journal::open(&dir.path().join("journal"), 4 << 20).unwrap();
-        let halted = TradingState::Halted(HaltReason::OrphanHard);
+        let halted = TradingState::halted(HaltReason::OrphanHard);
         j.append(Nanos(1), &Entry::Record(Record::Trading { state: halted })).unwrap();
     }
     let mut run = Run::spawn(&cfg, &dir.path().join("run1.log"));
     let rec = run.wait_log("reconciled", 30).unwrap_or_else(|| panic!("{}", run.text()));
-    assert!(rec.contains("Halted(OrphanHard)"), "{rec}");
+    assert!(rec.contains("Halted({OrphanHard})"), "{rec}");
     assert!(status_until(&sock, "Trading: HALTED (orphan_hard)").0);
     let ask = ok(&sock, &["resume"], "Re-arm trading?");
     assert!(ask.contains("within 30 s"), "{ask}");

@@ -2,13 +2,13 @@
 //!
 //! The journal holds every intent, order, fill, order state and pair transition the
 //! engine emitted. Replaying them restores pairs (with their positions and accounting),
-//! the orders that were not yet terminal, and a latched halt. The engine stays
+//! the orders that were not yet terminal, and every latched halt reason. The engine stays
 //! `Reconciling`: [`Engine::start_reconcile`] then asks the venues about every order whose
 //! outcome the journal does not know, and nothing new is opened until the runtime sends
 //! `Control::ReconcileDone` — at which point one-legged pairs are repaired first.
 
 use super::{Engine, LiveOrder, Role};
-use crate::action::{Action, Outbox, Purpose, Record, TradingState};
+use crate::action::{Action, HaltReason, Outbox, Purpose, Record, TradingState};
 use crate::order::{Applied, Order, OrderState};
 use crate::pair::{Goal, Pair, PairState};
 use crate::units::{Nanos, Price, Qty, Quote};
@@ -100,11 +100,16 @@ impl Engine {
                 }
             }
             Record::Trading { state } => {
-                // A halt latches across restarts (except the one a graceful shutdown
-                // makes); anything else restarts in Reconciling.
+                // Every halt reason latches across restarts except the one a graceful
+                // shutdown makes (a record holding only that one changes nothing); anything
+                // else restarts in Reconciling. Each record carries the whole set.
                 match state {
-                    TradingState::Halted(crate::action::HaltReason::Shutdown) => {}
-                    TradingState::Halted(_) => self.trading = state,
+                    TradingState::Halted(set) => {
+                        let latched = set.without(HaltReason::Shutdown);
+                        if !latched.is_empty() {
+                            self.trading = TradingState::Halted(latched);
+                        }
+                    }
                     _ if matches!(self.trading, TradingState::Halted(_)) => {
                         self.trading = TradingState::Reconciling;
                     }

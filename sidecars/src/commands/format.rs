@@ -39,7 +39,7 @@ fn ns(v: u64) -> String {
 fn trading(t: Option<TradingState>) -> String {
     match t {
         None => "unknown (no report yet)".into(),
-        Some(TradingState::Halted(r)) => format!("HALTED ({})", labels::halt_reason(r)),
+        Some(TradingState::Halted(set)) => format!("HALTED ({})", labels::halt_reasons(set, ", ")),
         Some(s) => labels::trading_state(s).into(),
     }
 }
@@ -313,7 +313,7 @@ mod tests {
         });
         sb.on_report(
             Nanos(1_200_000_000),
-            Some(TradingState::Halted(HaltReason::Operator)),
+            Some(TradingState::halted(HaltReason::Operator)),
             &[
                 feed("upbit", true, Some(12), false),
                 feed("binance user", true, None, true),
@@ -334,5 +334,13 @@ mod tests {
         assert_eq!(krw(Krw(-12_000 * 100_000_000)), "-12,000 KRW");
         assert_eq!(krw(Krw(999 * 100_000_000)), "999 KRW");
         assert_eq!(ns(1_500), "1.5 us");
+    }
+
+    #[test]
+    fn a_halt_shows_every_active_reason() {
+        use kimp_core::action::{HaltReason, HaltSet};
+        let set = HaltSet::of(HaltReason::OrphanHard).with(HaltReason::OrderRate);
+        assert_eq!(trading(Some(TradingState::Halted(set))), "HALTED (order_rate, orphan_hard)");
+        assert_eq!(trading(Some(TradingState::halted(HaltReason::Mismatch))), "HALTED (mismatch)");
     }
 }

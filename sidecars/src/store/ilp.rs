@@ -157,8 +157,9 @@ impl Encoder {
             }
             Record::Trading { state } => {
                 buf.table("trading")?.symbol("state", labels::trading_state(state))?;
-                if let TradingState::Halted(r) = state {
-                    buf.symbol("reason", labels::halt_reason(r))?;
+                // Every active reason (`order_rate+orphan_hard`), not just the first.
+                if let TradingState::Halted(set) = state {
+                    buf.symbol("reason", labels::halt_reasons(set, "+"))?;
                 }
                 buf.column_i64("event_seq", seq)?.at(at(e.ts))?;
             }
@@ -646,7 +647,7 @@ mod tests {
             };
             e.journal(&j(4, Record::Pair(pair)), buf).unwrap();
             e.journal(
-                &j(5, Record::Trading { state: TradingState::Halted(HaltReason::Operator) }),
+                &j(5, Record::Trading { state: TradingState::halted(HaltReason::Operator) }),
                 buf,
             )
             .unwrap();
@@ -690,6 +691,27 @@ mod tests {
             "latency,stage=tick_to_order samples=10i,p50_ns=1i,p99_ns=2i,p999_ns=3i,max_ns=4i 5000",
         ];
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_trading_row_names_every_active_halt_reason() {
+        use kimp_core::action::{HaltReason, HaltSet};
+        let set = HaltSet::of(HaltReason::OrderRate).with(HaltReason::OrphanHard);
+        let j =
+            |seq, state| JournalEntry { seq, ts: Nanos(1_000), record: Record::Trading { state } };
+        let got = rows(|e, buf| {
+            e.journal(&j(1, TradingState::halted(HaltReason::OrderRate)), buf).unwrap();
+            e.journal(&j(2, TradingState::Halted(set)), buf).unwrap();
+            e.journal(&j(3, TradingState::Active), buf).unwrap();
+        });
+        assert_eq!(
+            got,
+            [
+                "trading,state=halted,reason=order_rate event_seq=1i 1000",
+                "trading,state=halted,reason=order_rate+orphan_hard event_seq=2i 1000",
+                "trading,state=active event_seq=3i 1000",
+            ]
+        );
     }
 
     #[test]

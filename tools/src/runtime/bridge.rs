@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use crossbeam_channel::{Receiver, Sender, bounded};
-use kimp_core::action::{Alert, Telemetry};
+use kimp_core::action::{Alert, Record, Telemetry, TradingState};
 use kimp_core::engine::Markets;
 use kimp_core::event::Control;
 use kimp_core::units::Nanos;
 use kimp_sidecars::alerts::{self, AlertInput, AlertMsg, AlertsConfig, AlertsHandle, Severity};
+use kimp_sidecars::labels;
 use kimp_sidecars::names::Names;
 use kimp_sidecars::status::StatusBoard;
 use kimp_sidecars::store::{LatencySample, QuestDbConf, Store, StoreConfig, StoreEvent, StoreTx};
@@ -271,6 +272,9 @@ fn tail_journal(
         for (ts, e) in &buf {
             seq += 1;
             if let Entry::Record(r) = e {
+                if let Record::Trading { state } = r {
+                    log_trading(*state);
+                }
                 board.on_record(wall(clock, *ts), r);
                 while tx.journal(seq, wall(clock, *ts), *r).is_err() {
                     std::thread::sleep(Duration::from_millis(5));
@@ -305,6 +309,26 @@ fn log_feed(l: &FeedLine) {
                 tracing::info!(target: "kimp::feeds", "feed reconnected: {name} (reconnect {count})")
             }
         },
+    }
+}
+
+/// The log line of a trading-state change: every active halt reason, not only the one
+/// that was just added (`trading: HALTED (order_rate+orphan_hard)`).
+fn trading_line(state: TradingState) -> String {
+    match state {
+        TradingState::Halted(set) => {
+            format!("trading: HALTED ({})", labels::halt_reasons(set, "+"))
+        }
+        s => format!("trading: {}", labels::trading_state(s)),
+    }
+}
+
+fn log_trading(state: TradingState) {
+    let line = trading_line(state);
+    if state.halts().is_empty() {
+        tracing::info!(state = labels::trading_state(state), "{line}");
+    } else {
+        tracing::warn!(state = labels::trading_state(state), "{line}");
     }
 }
 
@@ -408,5 +432,20 @@ fn bridge(
                 journal_alarm = full;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kimp_core::action::{HaltReason, HaltSet, TradingState};
+
+    #[test]
+    fn the_log_line_names_every_active_halt_reason() {
+        let both = HaltSet::of(HaltReason::OrderRate).with(HaltReason::OrphanHard);
+        assert_eq!(
+            super::trading_line(TradingState::Halted(both)),
+            "trading: HALTED (order_rate+orphan_hard)"
+        );
+        assert_eq!(super::trading_line(TradingState::Active), "trading: active");
     }
 }

@@ -6,7 +6,7 @@
 //! slot without allocating; decoding validates every enum and refuses unknown values.
 //! The format is documented in docs/journal.md.
 
-use kimp_core::action::{HaltReason, PairRecord, PnlSplit, Purpose, Record, TradingState};
+use kimp_core::action::{HaltReason, HaltSet, PairRecord, PnlSplit, Purpose, Record, TradingState};
 use kimp_core::config::Direction;
 use kimp_core::event::{RejectReason, Side};
 use kimp_core::instrument::InstrumentId;
@@ -220,32 +220,45 @@ fn purpose_of(v: u8) -> Option<Purpose> {
     })
 }
 
-fn trading_code(s: TradingState) -> (u8, u8) {
+/// Trading state as `(state, first reason, reason bits)`. Version-1 journals wrote only
+/// the first two bytes (one reason); their zero bits decode as that one reason.
+fn trading_code(s: TradingState) -> (u8, u8, u16) {
     let halt = |h: HaltReason| match h {
         HaltReason::Operator => 0,
         HaltReason::OrderRate => 1,
         HaltReason::OrphanHard => 2,
         HaltReason::Flatten => 3,
         HaltReason::Shutdown => 4,
+        HaltReason::Mismatch => 5,
     };
     match s {
-        TradingState::Reconciling => (0, 0),
-        TradingState::Active => (1, 0),
-        TradingState::Halted(h) => (2, halt(h)),
+        TradingState::Reconciling => (0, 0, 0),
+        TradingState::Active => (1, 0, 0),
+        TradingState::Halted(set) => (2, set.first().map_or(0, halt), set.bits()),
     }
 }
-fn trading_of(s: u8, h: u8) -> Option<TradingState> {
+fn trading_of(s: u8, h: u8, bits: u16) -> Option<TradingState> {
     Some(match s {
         0 => TradingState::Reconciling,
         1 => TradingState::Active,
-        2 => TradingState::Halted(match h {
-            0 => HaltReason::Operator,
-            1 => HaltReason::OrderRate,
-            2 => HaltReason::OrphanHard,
-            3 => HaltReason::Flatten,
-            4 => HaltReason::Shutdown,
-            _ => return None,
-        }),
+        2 => {
+            let first = match h {
+                0 => HaltReason::Operator,
+                1 => HaltReason::OrderRate,
+                2 => HaltReason::OrphanHard,
+                3 => HaltReason::Flatten,
+                4 => HaltReason::Shutdown,
+                5 => HaltReason::Mismatch,
+                _ => return None,
+            };
+            let set = HaltSet::from_bits(bits)?;
+            match set.first() {
+                None => TradingState::halted(first),
+                // The first reason is redundant with the bits: disagreeing is corruption.
+                Some(f) if f == first => TradingState::Halted(set),
+                Some(_) => return None,
+            }
+        }
         _ => return None,
     })
 }
@@ -328,9 +341,10 @@ pub fn encode(entry: &Entry, ts: Nanos, slot: &mut [u8; SLOT]) {
             6
         }
         Entry::Record(Record::Trading { state }) => {
-            let (s, h) = trading_code(*state);
+            let (s, h, bits) = trading_code(*state);
             w.u8(s);
             w.u8(h);
+            w.u16(bits);
             7
         }
     };
@@ -454,7 +468,7 @@ fn decode_payload(kind: u8, b: &[u8]) -> Option<Entry> {
                 pnl,
             }))
         }
-        7 => Entry::Record(Record::Trading { state: trading_of(r.u8()?, r.u8()?)? }),
+        7 => Entry::Record(Record::Trading { state: trading_of(r.u8()?, r.u8()?, r.u16()?)? }),
         _ => return None,
     })
 }
@@ -517,8 +531,46 @@ mod tests {
                 fx_entry: Price(146_900_000_000),
                 pnl: PnlSplit { premium: Krw(1), fx: Krw(-2), fees: Krw(-3), funding: Krw(4) },
             })),
-            Entry::Record(Record::Trading { state: TradingState::Halted(HaltReason::OrphanHard) }),
+            Entry::Record(Record::Trading { state: TradingState::halted(HaltReason::OrphanHard) }),
+            Entry::Record(Record::Trading {
+                state: TradingState::Halted(
+                    HaltSet::of(HaltReason::OrderRate)
+                        .with(HaltReason::OrphanHard)
+                        .with(HaltReason::Mismatch),
+                ),
+            }),
         ]
+    }
+
+    #[test]
+    fn a_version_1_trading_record_decodes_as_its_one_reason() {
+        // What the codec wrote before halt sets: state 2, reason 1 (order_rate), no bits.
+        let mut slot = [0u8; SLOT];
+        encode(
+            &Entry::Record(Record::Trading { state: TradingState::Active }),
+            Nanos(7),
+            &mut slot,
+        );
+        slot[HEADER] = 2;
+        slot[HEADER + 1] = 1;
+        let crc = crc32fast::hash(&slot[4..]);
+        slot[0..4].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            decode(&slot),
+            Slot::Valid(
+                Nanos(7),
+                Entry::Record(Record::Trading {
+                    state: TradingState::halted(HaltReason::OrderRate)
+                })
+            )
+        );
+        // Bits that disagree with the first reason, or name no reason, are corruption.
+        for bits in [0b100u16, 1 << 12] {
+            slot[HEADER + 2..HEADER + 4].copy_from_slice(&bits.to_le_bytes());
+            let crc = crc32fast::hash(&slot[4..]);
+            slot[0..4].copy_from_slice(&crc.to_le_bytes());
+            assert_eq!(decode(&slot), Slot::Corrupt, "bits {bits:#b}");
+        }
     }
 
     #[test]

@@ -182,6 +182,9 @@ pub struct Core {
     pub balances_seen: u8,
     /// Balance requests in flight, same bits (cleared when one fails, so it is retried).
     balances_asked: u8,
+    /// When each venue's account (Upbit, Binance) was last asked for: the engine checks
+    /// the answer against its positions as of then (`Control::CheckAccount`).
+    balances_asked_at: [Nanos; 2],
     /// Books that need a snapshot (from `Action::Resync`), handled after the poll.
     resync: Vec<InstrumentId>,
     /// Set when the journal refused a record: entries stop, and nothing is sent whose
@@ -219,11 +222,32 @@ impl Core {
             markets,
             balances_seen: 0,
             balances_asked: 0,
+            balances_asked_at: [Nanos(0); 2],
             resync: Vec::with_capacity(64),
             journal_failed: false,
             telemetry_drops: 0,
             journal_alarmed: false,
         }
+    }
+
+    /// Asks the venues in `want` (bit 0 Upbit, bit 1 Binance) for their accounts through
+    /// the loop's REST pools, unless already asked; returns the bits sent. Never waits.
+    fn ask_accounts(&mut self, orders: &mut OrderPath, now: Nanos, wall_ms: u64, want: u8) -> u8 {
+        let missing = want & !self.balances_asked & 0b11;
+        let mut sent = 0;
+        if missing & 1 != 0 && orders.upbit_accounts(now) {
+            sent |= 1;
+        }
+        if missing & 2 != 0 && orders.binance_account(now, wall_ms) {
+            sent |= 2;
+        }
+        for (i, bit) in [1u8, 2].into_iter().enumerate() {
+            if sent & bit != 0 {
+                self.balances_asked_at[i] = now;
+            }
+        }
+        self.balances_asked |= sent;
+        sent
     }
 
     fn send_out(&mut self, o: Out) {
@@ -384,6 +408,11 @@ pub struct TradingLoop {
     next_listen_keepalive: Nanos,
     next_planned_reconnect: Nanos,
     next_reconcile_log: Nanos,
+    /// Next periodic account check (`risk.reconcile_interval_s`); none before start-up
+    /// reconciliation finished.
+    next_account_check: Option<Nanos>,
+    /// Accounts of the current check not yet asked for (a busy pool is retried next turn).
+    accounts_due: u8,
     phase: Phase,
     /// Answered orders still open: (due, id, instrument, venue, tries).
     followups: Vec<(Nanos, kimp_core::order::ClientId, InstrumentId, Venue, u8)>,
@@ -481,6 +510,8 @@ impl TradingLoop {
             next_listen_keepalive: Nanos(0),
             next_planned_reconnect: Nanos(0),
             next_reconcile_log: Nanos::from_ms(2_000),
+            next_account_check: None,
+            accounts_due: 0,
             phase: Phase::Reconciling { since: Nanos(0), queried: false },
             followups: Vec::with_capacity(256),
         })
@@ -637,6 +668,7 @@ impl TradingLoop {
             self.next_timer = now.plus(self.timer);
             feed(&mut self.core, &mut self.orders, &self.clock, now, &Event::Timer);
             self.reconcile_step(now);
+            self.account_check(now);
         }
         // Binance closes every connection after 24 h: reconnect on our schedule instead,
         // one book resync at a moment we choose.
@@ -707,6 +739,24 @@ impl TradingLoop {
         self.core.send_out(Out::Counters(c));
     }
 
+    /// The periodic account check: both venues' accounts are asked for through the loop's
+    /// REST pools (never waiting) every `risk.reconcile_interval_s`; the engine compares
+    /// each answer with its positions when it arrives (`handle_bodies`), so a position
+    /// changed outside kimp halts entries.
+    fn account_check(&mut self, now: Nanos) {
+        let Some(due) = self.next_account_check else { return };
+        if now >= due {
+            let every = self.core.engine.config().risk.reconcile_interval_s.saturating_mul(1_000);
+            self.next_account_check = Some(now.plus(Nanos::from_ms(every)));
+            self.accounts_due = 0b11;
+        }
+        if self.accounts_due != 0 {
+            let wall = self.clock.wall_ms(now);
+            let sent = self.core.ask_accounts(&mut self.orders, now, wall, self.accounts_due);
+            self.accounts_due &= !sent;
+        }
+    }
+
     /// Start-up reconciliation: query every unknown order, load balances, wait for books,
     /// then `ReconcileDone` (the engine repairs orphans first, then trades).
     fn reconcile_step(&mut self, now: Nanos) {
@@ -734,14 +784,11 @@ impl TradingLoop {
             }
             queried = self.orders.stats.not_sent == unsent;
         }
-        // Each venue's balances once, again only if the request failed.
-        let missing = !self.core.balances_seen & !self.core.balances_asked & 0b11;
-        if missing & 1 != 0 && self.orders.upbit_accounts(now) {
-            self.core.balances_asked |= 1;
-        }
-        if missing & 2 != 0 && self.orders.binance_account(now, self.clock.wall_ms(now)) {
-            self.core.balances_asked |= 2;
-        }
+        // Each venue's balances once, again only if the request failed. Each answer is
+        // also checked against the journal's positions (`handle_bodies`).
+        let wall = self.clock.wall_ms(now);
+        let missing = !self.core.balances_seen & 0b11;
+        self.core.ask_accounts(&mut self.orders, now, wall, missing);
         let books_ok = self.feeds.perps.iter().all(|i| {
             self.core
                 .engine
@@ -754,6 +801,9 @@ impl TradingLoop {
             let done = Event::Control(Control::ReconcileDone);
             feed(&mut self.core, &mut self.orders, &self.clock, now, &done);
             self.phase = Phase::Running;
+            // At once, then on the interval: a start-up answer that was inconclusive (an
+            // order of the coin was still being resolved) is checked again from here.
+            self.next_account_check = Some(now);
             tracing::info!(
                 elapsed_ms = now.since(since).as_ms(),
                 books_synced = books_ok,
@@ -939,6 +989,9 @@ fn handle_bodies(
                             feed(core, orders, clock, now, e);
                         }
                         core.balances_seen |= bit;
+                        let asked_at = core.balances_asked_at[(bit >> 1) as usize];
+                        let check = Control::CheckAccount { venue: b.venue, asked_at };
+                        feed(core, orders, clock, now, &Event::Control(check));
                     }
                     Err(_) if ok => {
                         orders.stats.bad_responses += 1;
