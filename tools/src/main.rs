@@ -50,11 +50,16 @@ fn main() {
         // thread exists.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
-    if let Err(e) = dispatch(cli.command) {
+    let result = dispatch(cli.command);
+    if let Err(e) = result {
         // The error chain, without a backtrace: these are operating errors (bad config,
-        // unreachable venue), not bugs.
-        eprintln!("kimp: {e:#}");
+        // unreachable venue), not bugs. Not `eprintln!`: a closed stderr must not panic.
+        kimp::runtime::output::err(&format!("kimp: {e:#}\n"));
         std::process::exit(1);
+    }
+    // The trading commands stop when their output is closed (runtime::output).
+    if kimp::runtime::output::closed() {
+        std::process::exit(kimp::runtime::output::CLOSED_EXIT);
     }
 }
 

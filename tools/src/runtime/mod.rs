@@ -9,6 +9,7 @@ pub mod demo;
 pub mod journal;
 pub mod metrics;
 pub mod orders;
+pub mod output;
 pub mod record_codec;
 pub mod run;
 pub mod secrets;

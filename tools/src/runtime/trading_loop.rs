@@ -19,8 +19,9 @@ use kimp_core::units::Nanos;
 use kimp_gateways::binance::market::BinanceMarketParser;
 use kimp_gateways::binance::user::BinanceUserParser;
 use kimp_gateways::codec::{MarketMsg, UserMsg};
+use kimp_gateways::rest::{AuthError, Failure};
 use kimp_gateways::symbols::SymbolTable;
-use kimp_gateways::transport::{WsConfig, WsConn, WsPoll};
+use kimp_gateways::transport::{Refusal, Retry, WsConfig, WsConn, WsPoll};
 use kimp_gateways::upbit::market::UpbitMarketParser;
 use mio::{Events, Poll, Token};
 
@@ -99,6 +100,8 @@ pub struct Counters {
 struct DepthSync {
     buffering: bool,
     requested: bool,
+    /// A failed snapshot request is asked again on this schedule, not every turn.
+    retry: Retry,
     arena: Vec<u8>,
     frames: Vec<(u32, u32)>,
 }
@@ -108,6 +111,7 @@ impl DepthSync {
         Self {
             buffering: false,
             requested: false,
+            retry: Retry::new(Retry::DEFAULT),
             arena: Vec::with_capacity(4 << 20),
             frames: Vec::with_capacity(8_192),
         }
@@ -150,6 +154,10 @@ pub struct Core {
     pub balances_seen: u8,
     /// Balance requests in flight, same bits (cleared when one fails, so it is retried).
     balances_asked: u8,
+    /// When a failed balance request may be asked again, per bit.
+    balance_retry: [Retry; 2],
+    /// The venue refused our keys: the loop stops with this error (no retry can help).
+    pub auth_failure: Option<AuthError>,
     /// Books that need a snapshot (from `Action::Resync`), handled after the poll.
     resync: Vec<InstrumentId>,
     /// Set when the journal refused a record: entries stop, and nothing is sent whose
@@ -187,6 +195,8 @@ impl Core {
             markets,
             balances_seen: 0,
             balances_asked: 0,
+            balance_retry: [Retry::new(Retry::DEFAULT), Retry::new(Retry::DEFAULT)],
+            auth_failure: None,
             resync: Vec::with_capacity(64),
             journal_failed: false,
             telemetry_drops: 0,
@@ -320,6 +330,8 @@ struct Feeds {
     /// When to ask for a new listen key: the key expired or was refused, or the last
     /// request failed (without this the user stream would retry a dead key forever).
     user_key_due: Option<Nanos>,
+    /// Back-off of failed listen-key requests.
+    user_key_retry: Retry,
 }
 
 /// Start-up reconciliation progress.
@@ -432,6 +444,7 @@ impl TradingLoop {
             sync: (0..insts.len()).map(|_| DepthSync::new()).collect(),
             perps,
             user_key_due: None,
+            user_key_retry: Retry::new(Retry::DEFAULT),
         };
         Ok(Self {
             poll,
@@ -503,6 +516,9 @@ impl TradingLoop {
             }
         }
         self.after_poll(now);
+        if let Some(e) = self.core.auth_failure.take() {
+            return Err(e.into());
+        }
         // Page faults on the journal belong in a turn with nothing to do, not in the
         // append of the next intent (`Journal::prefault`).
         if self.events.is_empty() && now >= self.next_prefault {
@@ -577,6 +593,7 @@ impl TradingLoop {
             let s = &mut feeds.sync[inst.0 as usize];
             if s.buffering
                 && !s.requested
+                && s.retry.due(now)
                 && feeds.binance_public.state() == kimp_gateways::transport::WsState::Open
             {
                 s.requested = orders.snapshot(now, inst);
@@ -624,7 +641,7 @@ impl TradingLoop {
             self.feeds.user_key_due = if self.orders.listen_key(now, false) {
                 None
             } else {
-                Some(now.plus(Nanos::from_ms(1_000)))
+                Some(now.plus(Nanos::from_ms(100)))
             };
         }
         if now >= self.next_listen_keepalive {
@@ -697,10 +714,11 @@ impl TradingLoop {
         }
         // Each venue's balances once, again only if the request failed.
         let missing = !self.core.balances_seen & !self.core.balances_asked & 0b11;
-        if missing & 1 != 0 && self.orders.upbit_accounts(now) {
+        let due = |bit: usize| self.core.balance_retry[bit].due(now);
+        if missing & 1 != 0 && due(0) && self.orders.upbit_accounts(now) {
             self.core.balances_asked |= 1;
         }
-        if missing & 2 != 0 && self.orders.binance_account(now, self.clock.wall_ms(now)) {
+        if missing & 2 != 0 && due(1) && self.orders.binance_account(now, self.clock.wall_ms(now)) {
             self.core.balances_asked |= 2;
         }
         let books_ok = self.feeds.perps.iter().all(|i| {
@@ -862,9 +880,12 @@ fn handle_bodies(
             ReqKind::Snapshot => {
                 let s = &mut feeds.sync[b.inst.0 as usize];
                 if !ok {
-                    s.requested = false; // ask again next turn
+                    // Ask again after a back-off (and the venue's Retry-After).
+                    s.requested = false;
+                    s.retry.failed(now, Refusal::from_status(b.status, b.retry_after_s));
                     continue;
                 }
+                s.retry.succeeded();
                 let body = orders.body(&b).to_vec();
                 match feeds.binance_p.parse_snapshot(b.inst, &body) {
                     Ok(MarketMsg::Event(ev)) => core.engine.on_event(now, &ev, &mut core.out),
@@ -894,20 +915,38 @@ fn handle_bodies(
                 } else {
                     (2, super::startup::binance_account(orders.body(&b), &core.markets))
                 };
-                match evs {
+                let refusal = match evs {
                     Ok(evs) if ok => {
                         for e in &evs {
                             feed(core, orders, clock, now, e);
                         }
                         core.balances_seen |= bit;
+                        core.balance_retry[bit as usize - 1].succeeded();
+                        None
                     }
                     Err(_) if ok => {
                         orders.stats.bad_responses += 1;
-                        tracing::warn!(venue = ?b.venue, "unreadable balance reply; retrying")
+                        Some(Refusal::Failed)
                     }
-                    _ => {
-                        tracing::warn!(venue = ?b.venue, status = b.status, "balance request failed; retrying")
-                    }
+                    _ => match balance_failure(&b, orders.body(&b)) {
+                        Failure::Auth(e) => {
+                            core.auth_failure = Some(e);
+                            None
+                        }
+                        Failure::Retry(r) => Some(r),
+                    },
+                };
+                // Logged once per failure, and failures are spaced by the back-off.
+                if let Some(r) = refusal {
+                    let retry = &mut core.balance_retry[bit as usize - 1];
+                    let next = retry.failed(now, r);
+                    tracing::warn!(
+                        venue = ?b.venue,
+                        status = b.status,
+                        failures = retry.failures(),
+                        retry_in_ms = next.since(now).as_ms(),
+                        "balance request failed; retrying"
+                    );
                 }
                 core.balances_asked &= !bit;
             }
@@ -929,10 +968,12 @@ fn handle_bodies(
                 {
                     feeds.binance_user = Some(conn);
                     feeds.user_key_due = None;
+                    feeds.user_key_retry.succeeded();
                     let _ = registry;
                 } else {
-                    // No user stream without a key: ask again shortly.
-                    feeds.user_key_due = Some(now.plus(Nanos::from_ms(1_000)));
+                    // No user stream without a key: ask again after a back-off.
+                    let r = Refusal::from_status(b.status, b.retry_after_s);
+                    feeds.user_key_due = Some(feeds.user_key_retry.failed(now, r));
                 }
             }
             // A keep-alive the venue refuses means the key is gone.
@@ -941,4 +982,15 @@ fn handle_bodies(
         }
     }
     orders.clear_bodies();
+}
+
+/// How a failed balance request is handled: the venue's own error classes.
+fn balance_failure(b: &super::orders::Body, body: &[u8]) -> Failure {
+    if b.status == 0 {
+        return Failure::Retry(Refusal::Failed);
+    }
+    match b.venue {
+        Venue::Upbit => kimp_gateways::upbit::rest::classify(b.status, body, b.retry_after_s),
+        _ => kimp_gateways::binance::rest::classify(b.status, body, b.retry_after_s),
+    }
 }
