@@ -41,7 +41,8 @@ fn main() {
     let cli = Cli::parse();
     // Commands whose output is meant for pipes (`kimp replay ... | head`) end quietly
     // when the reader goes away, as Unix tools do. The trading commands keep Rust's
-    // default (SIGPIPE ignored) so a closed socket is an error value, never a signal.
+    // default (SIGPIPE ignored) so a closed socket is an error value, never a signal;
+    // a closed stdout or stderr there stops the run cleanly instead (runtime::output).
     if matches!(
         cli.command,
         Command::Replay(_) | Command::Check { .. } | Command::Backtest(_) | Command::Report(_)
