@@ -209,9 +209,17 @@ impl Runtime {
         std::thread::Builder::new()
             .name("kimp-journal-sync".into())
             .spawn(move || {
+                // A failing disk fails every sync: one line per 10 s with the count, not
+                // one per sync.
+                let mut failed = 0u64;
+                let mut last_log: Option<std::time::Instant> = None;
                 while !stop.load(Ordering::Relaxed) {
                     if let Err(e) = s.sync() {
-                        tracing::error!(error = %e, "journal sync failed");
+                        failed += 1;
+                        if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                            tracing::error!(error = %e, failures = failed, "journal sync failed");
+                            last_log = Some(std::time::Instant::now());
+                        }
                     }
                     std::thread::sleep(every);
                 }
