@@ -321,9 +321,15 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     let director_stop = AtomicBool::new(false);
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let every = Duration::from_millis(if terminal { 250 } else { 1_000 });
-    std::thread::scope(|scope| {
+    std::thread::scope(|scope| -> Result<()> {
         let _director = RaiseOnDrop(&director_stop);
-        scope.spawn(|| drive_premium(&sim, &director_stop));
+        // Its panic is reported by `output` once the demo has stopped; caught here so the
+        // scope does not re-raise it on the main thread.
+        let director = std::thread::Builder::new().name("kimp-demo-premium".into());
+        director.spawn_scoped(scope, || {
+            let run = || drive_premium(&sim, &director_stop);
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run));
+        })?;
         output::err(&format!(
             "kimp demo: simulator at {} and {}\nkimp demo: data in {}\n",
             sim.urls.upbit_rest,
@@ -346,7 +352,8 @@ pub fn demo(args: DemoArgs) -> Result<()> {
                 stop.store(true, Ordering::Relaxed);
             }
         }
-    });
+        Ok(())
+    })?;
     let joined = trading.join();
     drop(rt.control_tx);
     if let Some(s) = syncer {
