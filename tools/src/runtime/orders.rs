@@ -18,7 +18,7 @@ use kimp_core::units::Nanos;
 use kimp_gateways::binance::encode::BinanceEncoder;
 use kimp_gateways::binance::rest::BinanceRestParser;
 use kimp_gateways::rest::OrderRequestKind;
-use kimp_gateways::transport::{Completion, HttpPool, Refusal, SendError};
+use kimp_gateways::transport::{Completion, HttpPool, Refusal, Retry, SendError};
 use kimp_gateways::upbit::encode::UpbitEncoder;
 use kimp_gateways::upbit::rest::UpbitRestParser;
 use mio::{Registry, Token};
@@ -122,6 +122,9 @@ pub struct OrderPath {
     /// Per venue: no request before this time (a 429/418 `Retry-After`, or Upbit's
     /// `Remaining-Req: sec=0`), so a rate limit never turns into a ban.
     blocked_until: [Nanos; Venue::COUNT],
+    /// Per venue: when a failed account (balance) request may be asked again, on the
+    /// shared back-off, so a refusing venue never sees a storm.
+    account_retry: [Retry; Venue::COUNT],
     /// Binance server time minus our wall clock, ms (measured at start-up): signed
     /// timestamps use the venue's clock, so a drifting host clock does not cause -1021.
     pub binance_offset_ms: i64,
@@ -154,6 +157,7 @@ impl OrderPath {
             deadline,
             clock,
             blocked_until: [Nanos(0); Venue::COUNT],
+            account_retry: std::array::from_fn(|_| Retry::new(Retry::DEFAULT)),
             binance_offset_ms: 0,
         }
     }
@@ -318,9 +322,9 @@ impl OrderPath {
     }
 
     /// Requests Upbit balances (`GET /v1/accounts`).
-    /// False when it did not go out (rate-limit wait, no idle connection).
+    /// False when it did not go out (rate-limit or back-off wait, no idle connection).
     pub fn upbit_accounts(&mut self, now: Nanos) -> bool {
-        if self.blocked(Venue::Upbit, now) {
+        if self.blocked(Venue::Upbit, now) || !self.account_retry[Venue::Upbit.idx()].due(now) {
             return false;
         }
         let p = Pending {
@@ -334,9 +338,9 @@ impl OrderPath {
     }
 
     /// Requests the Binance account (USDT balance and positions).
-    /// False when it did not go out (rate-limit wait, no idle connection).
+    /// False when it did not go out (rate-limit or back-off wait, no idle connection).
     pub fn binance_account(&mut self, now: Nanos, wall_ms: u64) -> bool {
-        if self.blocked(Venue::Binance, now) {
+        if self.blocked(Venue::Binance, now) || !self.account_retry[Venue::Binance.idx()].due(now) {
             return false;
         }
         let p = Pending {
@@ -347,6 +351,18 @@ impl OrderPath {
         };
         let b = self.binance_enc.account(wall_ms.saturating_add_signed(self.binance_offset_ms));
         send_bytes(&mut self.binance, &mut self.pending, now, p, Nanos::from_ms(10_000), b).is_ok()
+    }
+
+    /// Records a failed account request of `venue`: it is not asked again before the
+    /// returned time. Also returns the failures in a row.
+    pub fn account_failed(&mut self, venue: Venue, now: Nanos, refusal: Refusal) -> (Nanos, u32) {
+        let r = &mut self.account_retry[venue.idx()];
+        (r.failed(now, refusal), r.failures())
+    }
+
+    /// Records an answered account request of `venue` (the back-off starts over).
+    pub fn account_answered(&mut self, venue: Venue) {
+        self.account_retry[venue.idx()].succeeded();
     }
 
     /// Creates (`POST`) or extends (`PUT`) the Binance user-data listen key.

@@ -154,9 +154,8 @@ pub struct Core {
     pub balances_seen: u8,
     /// Balance requests in flight, same bits (cleared when one fails, so it is retried).
     balances_asked: u8,
-    /// When a failed balance request may be asked again, per bit.
-    balance_retry: [Retry; 2],
-    /// The venue refused our keys: the loop stops with this error (no retry can help).
+    /// The venue refused our keys: before reconciliation finished the loop stops with this
+    /// error (no retry can fix a key); after, it is logged and the request backs off.
     pub auth_failure: Option<AuthError>,
     /// Books that need a snapshot (from `Action::Resync`), handled after the poll.
     resync: Vec<InstrumentId>,
@@ -195,7 +194,6 @@ impl Core {
             markets,
             balances_seen: 0,
             balances_asked: 0,
-            balance_retry: [Retry::new(Retry::DEFAULT), Retry::new(Retry::DEFAULT)],
             auth_failure: None,
             resync: Vec::with_capacity(64),
             journal_failed: false,
@@ -517,7 +515,10 @@ impl TradingLoop {
         }
         self.after_poll(now);
         if let Some(e) = self.core.auth_failure.take() {
-            return Err(e.into());
+            if !self.reconciled() {
+                return Err(e.into());
+            }
+            tracing::error!(error = %e, "the venue refused the keys; asking again on the back-off");
         }
         // Page faults on the journal belong in a turn with nothing to do, not in the
         // append of the next intent (`Journal::prefault`).
@@ -641,7 +642,7 @@ impl TradingLoop {
             self.feeds.user_key_due = if self.orders.listen_key(now, false) {
                 None
             } else {
-                Some(now.plus(Nanos::from_ms(100)))
+                Some(now.plus(Nanos::from_ms(1_000)))
             };
         }
         if now >= self.next_listen_keepalive {
@@ -714,11 +715,10 @@ impl TradingLoop {
         }
         // Each venue's balances once, again only if the request failed.
         let missing = !self.core.balances_seen & !self.core.balances_asked & 0b11;
-        let due = |bit: usize| self.core.balance_retry[bit].due(now);
-        if missing & 1 != 0 && due(0) && self.orders.upbit_accounts(now) {
+        if missing & 1 != 0 && self.orders.upbit_accounts(now) {
             self.core.balances_asked |= 1;
         }
-        if missing & 2 != 0 && due(1) && self.orders.binance_account(now, self.clock.wall_ms(now)) {
+        if missing & 2 != 0 && self.orders.binance_account(now, self.clock.wall_ms(now)) {
             self.core.balances_asked |= 2;
         }
         let books_ok = self.feeds.perps.iter().all(|i| {
@@ -921,7 +921,7 @@ fn handle_bodies(
                             feed(core, orders, clock, now, e);
                         }
                         core.balances_seen |= bit;
-                        core.balance_retry[bit as usize - 1].succeeded();
+                        orders.account_answered(b.venue);
                         None
                     }
                     Err(_) if ok => {
@@ -929,8 +929,11 @@ fn handle_bodies(
                         Some(Refusal::Failed)
                     }
                     _ => match balance_failure(&b, orders.body(&b)) {
+                        // Wrong keys stop start-up (`turn`); later (a key revoked
+                        // mid-run) the request is asked again on the back-off.
                         Failure::Auth(e) => {
                             core.auth_failure = Some(e);
+                            orders.account_failed(b.venue, now, Refusal::Failed);
                             None
                         }
                         Failure::Retry(r) => Some(r),
@@ -938,12 +941,11 @@ fn handle_bodies(
                 };
                 // Logged once per failure, and failures are spaced by the back-off.
                 if let Some(r) = refusal {
-                    let retry = &mut core.balance_retry[bit as usize - 1];
-                    let next = retry.failed(now, r);
+                    let (next, failures) = orders.account_failed(b.venue, now, r);
                     tracing::warn!(
                         venue = ?b.venue,
                         status = b.status,
-                        failures = retry.failures(),
+                        failures,
                         retry_in_ms = next.since(now).as_ms(),
                         "balance request failed; retrying"
                     );
