@@ -154,9 +154,6 @@ pub struct Core {
     pub balances_seen: u8,
     /// Balance requests in flight, same bits (cleared when one fails, so it is retried).
     balances_asked: u8,
-    /// The venue refused our keys: before reconciliation finished the loop stops with this
-    /// error (no retry can fix a key); after, it is logged and the request backs off.
-    pub auth_failure: Option<AuthError>,
     /// Books that need a snapshot (from `Action::Resync`), handled after the poll.
     resync: Vec<InstrumentId>,
     /// Set when the journal refused a record: entries stop, and nothing is sent whose
@@ -166,6 +163,9 @@ pub struct Core {
     pub telemetry_drops: u64,
     /// The journal's disk-full condition was logged.
     journal_alarmed: bool,
+    /// The venue refused our keys: before reconciliation finished the loop stops with this
+    /// error (no retry can fix a key); after, it is logged and the request backs off.
+    pub auth_failure: Option<AuthError>,
 }
 
 impl std::fmt::Debug for Core {
@@ -194,11 +194,11 @@ impl Core {
             markets,
             balances_seen: 0,
             balances_asked: 0,
-            auth_failure: None,
             resync: Vec::with_capacity(64),
             journal_failed: false,
             telemetry_drops: 0,
             journal_alarmed: false,
+            auth_failure: None,
         }
     }
 
