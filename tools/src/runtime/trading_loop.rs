@@ -21,7 +21,7 @@ use kimp_gateways::binance::user::BinanceUserParser;
 use kimp_gateways::codec::{MarketMsg, UserMsg};
 use kimp_gateways::rest::{AuthError, Failure};
 use kimp_gateways::symbols::SymbolTable;
-use kimp_gateways::transport::{Refusal, Retry, WsConfig, WsConn, WsPoll};
+use kimp_gateways::transport::{BackoffConfig, Refusal, Retry, WsConfig, WsConn, WsPoll};
 use kimp_gateways::upbit::market::UpbitMarketParser;
 use mio::{Events, Poll, Token};
 
@@ -111,7 +111,9 @@ impl DepthSync {
         Self {
             buffering: false,
             requested: false,
-            retry: Retry::new(Retry::DEFAULT),
+            // No trading on the coin without its book: at most 5 s between snapshot
+            // requests (weight 20 each), a 429/418 waits what the venue says.
+            retry: Retry::new(BackoffConfig { cap: Nanos::from_ms(5_000), ..Retry::DEFAULT }),
             arena: Vec::with_capacity(4 << 20),
             frames: Vec::with_capacity(8_192),
         }
@@ -442,7 +444,12 @@ impl TradingLoop {
             sync: (0..insts.len()).map(|_| DepthSync::new()).collect(),
             perps,
             user_key_due: None,
-            user_key_retry: Retry::new(Retry::DEFAULT),
+            // Fills arrive on the user stream: its key is asked again within a second at
+            // most (weight 1), while a 429/418 still waits what the venue says.
+            user_key_retry: Retry::new(BackoffConfig {
+                cap: Nanos::from_ms(1_000),
+                ..Retry::DEFAULT
+            }),
         };
         Ok(Self {
             poll,
