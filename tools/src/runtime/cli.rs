@@ -86,6 +86,11 @@ pub fn run(args: RunArgs) -> Result<()> {
             "orders still in flight at exit: they are journaled and reconciled on restart"
         );
     }
+    // A panicking thread stopped the run (entries halted, orders drained): a bug, so the
+    // exit is an error and a supervisor restarts it into reconciliation.
+    if let Some(p) = super::output::panicked() {
+        return Err(anyhow!("stopped: {p}"));
+    }
     tracing::info!("stopped");
     Ok(())
 }
