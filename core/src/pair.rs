@@ -179,6 +179,17 @@ impl Pair {
         u + b * fx.0 as i128 / SCALE as i128
     }
 
+    /// Unrealised value in KRW marked at the given mid prices (no exit fees): each leg's
+    /// cash, fees paid and funding plus its position at `mid_u` (KRW) and `mid_b` (USDT,
+    /// converted at `fx`). Analytics only (reports, the demo summary), never a trading rule.
+    pub fn marked_krw(&self, mid_u: f64, mid_b: f64, fx: f64) -> f64 {
+        let s = SCALE as f64;
+        let u = (self.u.cash.0 - self.u.fees.0) as f64 / s + self.u.pos.0 as f64 / s * mid_u;
+        let b = (self.b.cash.0 - self.b.fees.0 + self.funding_usdt) as f64 / s
+            + self.b.pos.0 as f64 / s * mid_b;
+        u + b * fx
+    }
+
     /// Realised PnL split at close, with `fx_exit` for the USDT leg.
     pub fn realised(&self, fx_exit: Price) -> PnlSplit {
         let s = SCALE as i128;

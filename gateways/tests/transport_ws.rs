@@ -213,7 +213,9 @@ fn refused_upgrade_reports_the_status() {
     let (mut msgs, mut seen) = (Vec::new(), Vec::new());
     d.ws_until(&mut c, &mut msgs, &mut seen, None, |_, _, s| !s.is_empty());
     assert_eq!(seen, vec![WsPoll::Down(DownReason::HandshakeStatus(429))]);
-    assert!(c.retry_at().is_some());
+    // The venue's rate limit, not the 20-200 ms reconnect delay: at least 1 s.
+    let at = c.retry_at().expect("a retry is scheduled");
+    assert!(at.since(d.now()) >= Nanos::from_ms(900), "retry in {:?}", at.since(d.now()));
     server.join().unwrap();
 }
 

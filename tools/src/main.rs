@@ -46,7 +46,8 @@ fn main() {
     let cli = Cli::parse();
     // Commands whose output is meant for pipes (`kimp replay ... | head`) end quietly
     // when the reader goes away, as Unix tools do. The trading commands keep Rust's
-    // default (SIGPIPE ignored) so a closed socket is an error value, never a signal.
+    // default (SIGPIPE ignored) so a closed socket is an error value, never a signal;
+    // a closed stdout or stderr there stops the run cleanly instead (runtime::output).
     if matches!(
         cli.command,
         Command::Replay(_) | Command::Check { .. } | Command::Backtest(_) | Command::Report(_)
@@ -55,11 +56,16 @@ fn main() {
         // thread exists.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
-    if let Err(e) = dispatch(cli.command) {
+    let result = dispatch(cli.command);
+    if let Err(e) = result {
         // The error chain, without a backtrace: these are operating errors (bad config,
-        // unreachable venue), not bugs.
-        eprintln!("kimp: {e:#}");
+        // unreachable venue), not bugs. Not `eprintln!`: a closed stderr must not panic.
+        kimp::runtime::output::err(&format!("kimp: {e:#}\n"));
         std::process::exit(1);
+    }
+    // The trading commands stop when their output is closed (runtime::output).
+    if kimp::runtime::output::closed() {
+        std::process::exit(kimp::runtime::output::CLOSED_EXIT);
     }
 }
 

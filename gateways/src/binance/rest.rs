@@ -12,7 +12,8 @@ use kimp_core::units::{Nanos, Price, Qty, Quote};
 
 use crate::codec::{CodecError, CodecResult, ErrText};
 use crate::json::{Doc, JsonScratch};
-use crate::rest::{OrderRequestKind, status_is_ambiguous};
+use crate::rest::{AuthError, Credential, Failure, OrderRequestKind, status_is_ambiguous};
+use crate::transport::Refusal;
 
 /// Maps a Binance error code to why an order was refused. Only for codes that mean the
 /// order was certainly not placed; `-1007` (timeout) is ambiguous and handled apart.
@@ -29,6 +30,36 @@ pub fn reject_reason(code: i64) -> RejectReason {
         -4402..=-4400 => RejectReason::MarketClosed,
         c => RejectReason::Other(i32::try_from(c).unwrap_or(i32::MIN)),
     }
+}
+
+/// The credential an error code blames: `-1022` is a signature the venue cannot verify
+/// (the secret); `-2014` (key format), `-2015` (key, IP or permissions) and `-1002`
+/// (unauthorized) the API key. `None` for every other code.
+pub fn auth_credential(code: i64) -> Option<Credential> {
+    match code {
+        -1022 => Some(Credential::Secret),
+        -2014 | -2015 | -1002 => Some(Credential::ApiKey),
+        _ => None,
+    }
+}
+
+/// Classifies the failed reply to a request that is not an order (balances, listen key,
+/// snapshot): an authentication error is fatal, the rest is retried after the wait the
+/// status asks for. Allocates a parser: start-up and failure paths only.
+pub fn classify(status: u16, body: &[u8], retry_after_s: Option<u64>) -> Failure {
+    let err = parse_error(&mut JsonScratch::new(body.len().max(64)), body);
+    if let Some((code, msg)) = err
+        && let Some(credential) = auth_credential(code)
+    {
+        return Failure::Auth(AuthError {
+            venue: Venue::Binance,
+            credential,
+            status,
+            code: ErrText::new(code.to_string().as_bytes()),
+            message: msg,
+        });
+    }
+    Failure::Retry(Refusal::from_status(status, retry_after_s))
 }
 
 /// Parses a `{"code":…,"msg":…}` error body.
@@ -244,4 +275,34 @@ pub fn exchange_info(
         }
         Ok(out)
     })
+}
+
+#[cfg(test)]
+mod classify_tests {
+    use super::*;
+
+    #[test]
+    fn auth_codes_are_fatal_and_name_the_credential_the_rest_is_retried() {
+        let bad_sig = br#"{"code":-1022,"msg":"Signature for this request is not valid."}"#;
+        let Failure::Auth(a) = classify(400, bad_sig, None) else { panic!("not auth") };
+        assert_eq!((a.venue, a.credential, a.status), (Venue::Binance, Credential::Secret, 400));
+        assert_eq!(a.code.as_str(), "-1022");
+        assert_eq!(a.message.as_str(), "Signature for this request is not valid.");
+        let text = a.to_string();
+        assert!(text.starts_with("Binance refused the request signature"), "{text}");
+        for body in [
+            &br#"{"code":-2015,"msg":"Invalid API-key, IP, or permissions for action."}"#[..],
+            br#"{"code":-2014,"msg":"API-key format invalid."}"#,
+        ] {
+            let Failure::Auth(a) = classify(401, body, None) else { panic!("not auth") };
+            assert_eq!(a.credential, Credential::ApiKey);
+        }
+        let limited = br#"{"code":-1003,"msg":"Too many requests"}"#;
+        assert_eq!(classify(429, limited, Some(4)), Failure::Retry(Refusal::RateLimited(Some(4))));
+        assert_eq!(classify(418, b"", None), Failure::Retry(Refusal::Banned(None)));
+        assert_eq!(classify(503, b"<html>", None), Failure::Retry(Refusal::Failed));
+        let clock =
+            br#"{"code":-1021,"msg":"Timestamp for this request is outside of the recvWindow."}"#;
+        assert_eq!(classify(400, clock, None), Failure::Retry(Refusal::Failed));
+    }
 }

@@ -39,7 +39,7 @@ pub mod ws;
 
 use std::io;
 
-pub use backoff::{Backoff, BackoffConfig};
+pub use backoff::{Backoff, BackoffConfig, Refusal, Retry};
 pub use http::{Completion, HttpConfig, HttpConn, HttpPoll, HttpPool, HttpResponse, SendError};
 pub use tls::{NetStream, client_config, webpki_client_config};
 pub use url::{Endpoint, Scheme, UrlError};

@@ -17,7 +17,7 @@ use tungstenite::http::{HeaderName, HeaderValue};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Bytes, Message, WebSocket};
 
-use super::backoff::{Backoff, BackoffConfig};
+use super::backoff::{Backoff, BackoffConfig, Refusal};
 use super::tls::{ConnectCheck, NetStream, check_connect};
 use super::url::{Endpoint, UrlError};
 use super::{DownReason, io_reason};
@@ -478,7 +478,14 @@ impl WsConn {
         self.conn = Conn::Down;
         self.flush_pending = false;
         self.stats.downs += 1;
-        let next = self.backoff.on_down(now);
+        // A refused upgrade is the venue's rate limit too: 429 waits at least 1 s, 418 at
+        // least the shortest ban, on top of the exponential delay.
+        let next = match reason {
+            DownReason::HandshakeStatus(s) => {
+                self.backoff.on_refused(now, Refusal::from_status(s, None))
+            }
+            _ => self.backoff.on_down(now),
+        };
         self.retry_at = match reason {
             DownReason::Local => None,
             _ => Some(next),

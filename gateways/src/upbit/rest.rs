@@ -11,7 +11,8 @@ use kimp_core::units::{Nanos, Price, Qty, Quote, mul_div};
 
 use crate::codec::{CodecError, CodecResult, ErrText, text_id};
 use crate::json::{Doc, JsonScratch};
-use crate::rest::{OrderRequestKind, status_is_ambiguous};
+use crate::rest::{AuthError, Credential, Failure, OrderRequestKind, status_is_ambiguous};
+use crate::transport::Refusal;
 
 /// Upbit REST error names (docs §2.7), typed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -86,6 +87,40 @@ impl UpbitError {
 
 fn contains(h: &[u8], n: &[u8]) -> bool {
     h.windows(n.len()).any(|w| w == n)
+}
+
+/// The credential an error name blames, for the names that no retry can fix: a JWT that
+/// does not verify (`jwt_verification`, `invalid_query_payload`: the secret, or how we
+/// sign) and a key that is unknown, expired, not allow-listed for this IP or without the
+/// permission. `nonce_used` is not among them: the next request has a new nonce.
+pub fn auth_credential(name: &[u8]) -> Option<Credential> {
+    match name {
+        b"jwt_verification" | b"invalid_query_payload" => Some(Credential::Secret),
+        b"invalid_access_key"
+        | b"expired_access_key"
+        | b"no_authorization_ip"
+        | b"no_authorization_i_p"
+        | b"out_of_scope" => Some(Credential::ApiKey),
+        _ => None,
+    }
+}
+
+/// Classifies the failed reply to a request that is not an order (balances): an
+/// authentication error is fatal, the rest is retried after the wait the status asks
+/// for. Allocates a parser: start-up and failure paths only.
+pub fn classify(status: u16, body: &[u8], retry_after_s: Option<u64>) -> Failure {
+    let err = JsonScratch::new(body.len().max(64)).with_doc(body, false, |d| {
+        let e = d.get(0, "error").ok_or(CodecError::Missing("error"))?;
+        let name = d.get(e, "name").and_then(|i| d.str(i)).ok_or(CodecError::Missing("name"))?;
+        let msg = d.get(e, "message").and_then(|i| d.str(i)).unwrap_or("");
+        Ok((ErrText::new(name.as_bytes()), ErrText::new(msg.as_bytes())))
+    });
+    if let Ok((code, message)) = err
+        && let Some(credential) = auth_credential(code.as_bytes())
+    {
+        return Failure::Auth(AuthError { venue: Venue::Upbit, credential, status, code, message });
+    }
+    Failure::Retry(Refusal::from_status(status, retry_after_s))
 }
 
 /// Parses `{"error":{"name":…,"message":…}}`.
@@ -245,4 +280,45 @@ pub fn accounts(body: &[u8]) -> CodecResult<Vec<Event<'static>>> {
         }
         Ok(out)
     })
+}
+
+#[cfg(test)]
+mod classify_tests {
+    use super::*;
+
+    #[test]
+    fn auth_names_are_fatal_and_name_the_credential_the_rest_is_retried() {
+        let body = |name: &str| {
+            format!(r#"{{"error":{{"name":"{name}","message":"잘못된 엑세스 키입니다."}}}}"#)
+        };
+        let Failure::Auth(a) = classify(401, body("invalid_access_key").as_bytes(), None) else {
+            panic!("not auth")
+        };
+        assert_eq!((a.credential, a.status), (Credential::ApiKey, 401));
+        assert_eq!(a.code.as_str(), "invalid_access_key");
+        assert!(a.to_string().starts_with("Upbit refused the API key"), "{a}");
+        for (name, cred) in [
+            ("jwt_verification", Credential::Secret),
+            ("invalid_query_payload", Credential::Secret),
+            ("expired_access_key", Credential::ApiKey),
+            ("no_authorization_ip", Credential::ApiKey),
+            ("out_of_scope", Credential::ApiKey),
+        ] {
+            let Failure::Auth(a) = classify(401, body(name).as_bytes(), None) else {
+                panic!("{name} not auth")
+            };
+            assert_eq!(a.credential, cred, "{name}");
+        }
+        // A reused nonce, a rate limit or a server error is asked again.
+        assert_eq!(
+            classify(401, body("nonce_used").as_bytes(), None),
+            Failure::Retry(Refusal::Failed)
+        );
+        let limited = body("too_many_requests");
+        assert_eq!(
+            classify(429, limited.as_bytes(), None),
+            Failure::Retry(Refusal::RateLimited(None))
+        );
+        assert_eq!(classify(500, b"", None), Failure::Retry(Refusal::Failed));
+    }
 }

@@ -344,10 +344,7 @@ impl Collector {
         for c in 0..upbit.len() {
             let Some(p) = e.pair(c as u16) else { continue };
             let mid = |i: InstrumentId| e.book(i).and_then(|b| b.mid_f64()).unwrap_or(0.0);
-            let u = (p.u.cash.0 - p.u.fees.0) as f64 / S + p.u.pos.0 as f64 / S * mid(upbit[c]);
-            let b = (p.b.cash.0 - p.b.fees.0 + p.funding_usdt) as f64 / S
-                + p.b.pos.0 as f64 / S * mid(binance[c]);
-            v += u + b * fx;
+            v += p.marked_krw(mid(upbit[c]), mid(binance[c]), fx);
             funding += p.funding_usdt as f64 / S * fx;
             fees += p.u.fees.0 as f64 / S + p.b.fees.0 as f64 / S * fx;
         }

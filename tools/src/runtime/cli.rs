@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Result, anyhow};
@@ -30,9 +30,11 @@ pub fn init_logs(json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
         .add_directive("tungstenite=info".parse().expect("static directive"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // A closed stderr stops the run (`output`), never panics inside the subscriber.
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(super::output::Stderr)
+        .log_internal_errors(false)
         .with_ansi(ansi);
     let _ = if json { b.json().try_init() } else { b.try_init() };
 }
@@ -41,6 +43,8 @@ pub fn init_logs(json: bool) {
 pub fn run(args: RunArgs) -> Result<()> {
     init_logs(args.log_json);
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let stop = Arc::new(AtomicBool::new(false));
+    super::output::watch(&stop);
     let (cfg, keys) = run::load(&args.config)?;
     // Bound before anything else: a second `kimp run` on the same journal stops here.
     let ctl = super::ctl::CtlListener::bind(&cfg.control_socket())?;
@@ -52,7 +56,6 @@ pub fn run(args: RunArgs) -> Result<()> {
         torn = rt.torn_slots,
         "journal replayed"
     );
-    let stop = Arc::new(AtomicBool::new(false));
     // First signal: stop entries, finish in-flight orders, exit 0. Second: exit at once.
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())?;
@@ -75,18 +78,25 @@ pub fn run(args: RunArgs) -> Result<()> {
     run::pin(cfg.runtime.core)?;
     let drain = Duration::from_millis(cfg.runtime.shutdown_ms);
     let result = rt.tl.run(&stop, drain);
+    // A loop that failed leaves the flag down: the journal's sync thread waits for it.
+    stop.store(true, Ordering::Relaxed);
     let live = rt.tl.core.engine.live_orders().count();
     drop(rt.tl);
     if let Some(s) = syncer {
         let _ = s.join();
     }
     sidecars.shutdown();
-    result?;
+    result.map_err(|e| run::name_the_key(e, &cfg.keys))?;
     if live > 0 {
         tracing::warn!(
             live,
             "orders still in flight at exit: they are journaled and reconciled on restart"
         );
+    }
+    // A panicking thread stopped the run (entries halted, orders drained): a bug, so the
+    // exit is an error and a supervisor restarts it into reconciliation.
+    if let Some(p) = super::output::panicked() {
+        return Err(anyhow!("stopped: {p}"));
     }
     tracing::info!("stopped");
     Ok(())

@@ -11,6 +11,7 @@ pub mod feed_watch;
 pub mod journal;
 pub mod metrics;
 pub mod orders;
+pub mod output;
 pub mod record_codec;
 pub mod run;
 pub mod secrets;

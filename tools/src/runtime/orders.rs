@@ -18,7 +18,7 @@ use kimp_core::units::Nanos;
 use kimp_gateways::binance::encode::BinanceEncoder;
 use kimp_gateways::binance::rest::BinanceRestParser;
 use kimp_gateways::rest::OrderRequestKind;
-use kimp_gateways::transport::{Completion, HttpPool, SendError};
+use kimp_gateways::transport::{Completion, HttpPool, Refusal, Retry, SendError};
 use kimp_gateways::upbit::encode::UpbitEncoder;
 use kimp_gateways::upbit::rest::UpbitRestParser;
 use mio::{Registry, Token};
@@ -68,6 +68,8 @@ pub struct Body {
     pub inst: InstrumentId,
     /// HTTP status (0 when the request failed or timed out).
     pub status: u16,
+    /// `Retry-After` in seconds, when the venue sent one.
+    pub retry_after_s: Option<u64>,
     start: usize,
     len: usize,
 }
@@ -120,6 +122,9 @@ pub struct OrderPath {
     /// Per venue: no request before this time (a 429/418 `Retry-After`, or Upbit's
     /// `Remaining-Req: sec=0`), so a rate limit never turns into a ban.
     blocked_until: [Nanos; Venue::COUNT],
+    /// Per venue: when a failed account (balance) request may be asked again, on the
+    /// shared back-off, so a refusing venue never sees a storm.
+    account_retry: [Retry; Venue::COUNT],
     /// Binance server time minus our wall clock, ms (measured at start-up): signed
     /// timestamps use the venue's clock, so a drifting host clock does not cause -1021.
     pub binance_offset_ms: i64,
@@ -152,6 +157,7 @@ impl OrderPath {
             deadline,
             clock,
             blocked_until: [Nanos(0); Venue::COUNT],
+            account_retry: std::array::from_fn(|_| Retry::new(Retry::DEFAULT)),
             binance_offset_ms: 0,
         }
     }
@@ -300,7 +306,11 @@ impl OrderPath {
     }
 
     /// Requests a Binance depth snapshot for `inst`.
+    /// False when it did not go out (rate-limit wait, no idle connection).
     pub fn snapshot(&mut self, now: Nanos, inst: InstrumentId) -> bool {
+        if self.blocked(Venue::Binance, now) {
+            return false;
+        }
         let p = Pending { kind: ReqKind::Snapshot, venue: Venue::Binance, cl_id: None, inst };
         match self.binance_enc.depth_snapshot(inst, 1_000) {
             Ok(b) => {
@@ -312,7 +322,11 @@ impl OrderPath {
     }
 
     /// Requests Upbit balances (`GET /v1/accounts`).
+    /// False when it did not go out (rate-limit or back-off wait, no idle connection).
     pub fn upbit_accounts(&mut self, now: Nanos) -> bool {
+        if self.blocked(Venue::Upbit, now) || !self.account_retry[Venue::Upbit.idx()].due(now) {
+            return false;
+        }
         let p = Pending {
             kind: ReqKind::UpbitAccounts,
             venue: Venue::Upbit,
@@ -324,7 +338,11 @@ impl OrderPath {
     }
 
     /// Requests the Binance account (USDT balance and positions).
+    /// False when it did not go out (rate-limit or back-off wait, no idle connection).
     pub fn binance_account(&mut self, now: Nanos, wall_ms: u64) -> bool {
+        if self.blocked(Venue::Binance, now) || !self.account_retry[Venue::Binance.idx()].due(now) {
+            return false;
+        }
         let p = Pending {
             kind: ReqKind::BinanceAccount,
             venue: Venue::Binance,
@@ -335,8 +353,24 @@ impl OrderPath {
         send_bytes(&mut self.binance, &mut self.pending, now, p, Nanos::from_ms(10_000), b).is_ok()
     }
 
+    /// Records a failed account request of `venue`: it is not asked again before the
+    /// returned time. Also returns the failures in a row.
+    pub fn account_failed(&mut self, venue: Venue, now: Nanos, refusal: Refusal) -> (Nanos, u32) {
+        let r = &mut self.account_retry[venue.idx()];
+        (r.failed(now, refusal), r.failures())
+    }
+
+    /// Records an answered account request of `venue` (the back-off starts over).
+    pub fn account_answered(&mut self, venue: Venue) {
+        self.account_retry[venue.idx()].succeeded();
+    }
+
     /// Creates (`POST`) or extends (`PUT`) the Binance user-data listen key.
+    /// False when it did not go out (rate-limit wait, no idle connection).
     pub fn listen_key(&mut self, now: Nanos, keep_alive: bool) -> bool {
+        if self.blocked(Venue::Binance, now) {
+            return false;
+        }
         let (method, kind) = if keep_alive {
             ("PUT", ReqKind::ListenKeyKeepAlive)
         } else {
@@ -461,15 +495,17 @@ fn complete(c: Completion<'_>, now: Nanos, mono: Nanos, sink: Sink<'_>) {
         return;
     };
     if let Completion::Response { response, .. } = c {
-        // Back off before the venue has to: 429/418 with Retry-After (1 s when absent),
-        // and Upbit's `Remaining-Req: ... sec=0` (the group's second is used up).
-        let wait_ms = match response.status {
-            429 | 418 => Some(response.retry_after_s.unwrap_or(1).saturating_mul(1_000)),
-            _ if response.remaining_req_sec() == Some(0) => Some(1_000),
-            _ => None,
+        // Back off before the venue has to: 429/418 with Retry-After (1 s for a 429 when
+        // absent, a 418 never less than the shortest ban), and Upbit's `Remaining-Req: ... sec=0` (the group's second is used up).
+        let wait = match Refusal::from_status(response.status, response.retry_after_s) {
+            Refusal::Failed if response.remaining_req_sec() == Some(0) => {
+                Some(Refusal::RATE_LIMITED_WAIT)
+            }
+            Refusal::Failed => None,
+            r => Some(r.venue_wait()),
         };
-        if let Some(ms) = wait_ms {
-            let until = mono.plus(Nanos::from_ms(ms));
+        if let Some(wait) = wait {
+            let until = mono.plus(wait);
             let b = &mut blocked[p.venue.idx()];
             *b = (*b).max(until);
         }
@@ -541,6 +577,7 @@ fn complete(c: Completion<'_>, now: Nanos, mono: Nanos, sink: Sink<'_>) {
                     venue: p.venue,
                     inst: p.inst,
                     status: response.status,
+                    retry_after_s: response.retry_after_s,
                     start,
                     len,
                 });
@@ -553,6 +590,7 @@ fn complete(c: Completion<'_>, now: Nanos, mono: Nanos, sink: Sink<'_>) {
                     venue: p.venue,
                     inst: p.inst,
                     status: 0,
+                    retry_after_s: None,
                     start: arena.len(),
                     len: 0,
                 });

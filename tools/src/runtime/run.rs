@@ -12,15 +12,18 @@ use anyhow::{Context, Result, anyhow};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use kimp_core::engine::Engine;
 use kimp_core::event::Control;
+use kimp_core::instrument::Venue;
 use kimp_core::units::Nanos;
 use kimp_gateways::binance::encode::BinanceEncoder;
+use kimp_gateways::rest::{AuthError, Credential};
 use kimp_gateways::sign::JwtAlg;
+use kimp_gateways::transport::{Backoff, BackoffConfig, Refusal, Retry};
 use kimp_gateways::upbit::encode::UpbitEncoder;
 use mio::{Poll, Token};
 use rustls::ClientConfig;
 
 use super::clock::Clock;
-use super::config::Config;
+use super::config::{Config, KeySource, KeysSection};
 use super::journal::{Journal, Syncer, Tail};
 use super::orders::OrderPath;
 use super::record_codec::Entry;
@@ -93,22 +96,31 @@ pub fn build(cfg: &Config, keys: &Keys, opts: &BuildOptions) -> Result<Runtime> 
         &[],
     );
     let req = enc.exchange_info(false).to_vec();
-    // A rate limit or a venue hiccup at start-up is waited out (bounded), not fatal.
-    let mut attempt = 0u32;
+    // A rate limit or a venue hiccup at start-up is waited out (bounded, on the shared
+    // back-off and the venue's Retry-After), not fatal. This is before the loop, on the
+    // thread that builds it: sleeping here holds up nothing.
+    let mut backoff = Backoff::new(BackoffConfig { base: Nanos::from_ms(500), ..Retry::DEFAULT });
     let body = loop {
-        attempt += 1;
-        let (status, body) =
-            startup::fetch(&mut boot, &mut boot_poll, &clock, &req, Duration::from_secs(10))
+        let reply =
+            startup::fetch_reply(&mut boot, &mut boot_poll, &clock, &req, Duration::from_secs(10))
                 .with_context(|| {
                     format!("fetching exchangeInfo from {}", cfg.venues.binance.rest_url)
                 })?;
-        match status {
-            200 => break body,
-            429 | 418 | 500..=599 if attempt < 6 => {
-                tracing::warn!(status, attempt, "exchangeInfo refused; retrying");
-                std::thread::sleep(Duration::from_millis(500 * u64::from(attempt)));
+        match reply.status {
+            200 => break reply.body,
+            429 | 418 | 500..=599 if backoff.attempt() < 5 => {
+                let now = clock.now();
+                let refusal = Refusal::from_status(reply.status, reply.retry_after_s);
+                let wait = backoff.on_refused(now, refusal).since(now);
+                tracing::warn!(
+                    status = reply.status,
+                    attempt = backoff.attempt(),
+                    retry_in_ms = wait.as_ms(),
+                    "exchangeInfo refused; retrying"
+                );
+                std::thread::sleep(Duration::from_nanos(wait.0));
             }
-            _ => return Err(anyhow!("exchangeInfo answered HTTP {status}")),
+            s => return Err(anyhow!("exchangeInfo answered HTTP {s}")),
         }
     };
     let markets = startup::markets(cfg, &body)?;
@@ -197,9 +209,17 @@ impl Runtime {
         std::thread::Builder::new()
             .name("kimp-journal-sync".into())
             .spawn(move || {
+                // A failing disk fails every sync: one line per 10 s with the count, not
+                // one per sync.
+                let mut failed = 0u64;
+                let mut last_log: Option<std::time::Instant> = None;
                 while !stop.load(Ordering::Relaxed) {
                     if let Err(e) = s.sync() {
-                        tracing::error!(error = %e, "journal sync failed");
+                        failed += 1;
+                        if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                            tracing::error!(error = %e, failures = failed, "journal sync failed");
+                            last_log = Some(std::time::Instant::now());
+                        }
                     }
                     std::thread::sleep(every);
                 }
@@ -229,4 +249,21 @@ pub fn load(path: &Path) -> Result<(Config, Keys)> {
     let cfg = Config::load(path).map_err(|e| anyhow!("{e}"))?;
     let keys = Keys::load(&cfg.keys, |k| std::env::var(k).ok()).map_err(|e| anyhow!("{e}"))?;
     Ok((cfg, keys))
+}
+
+/// Names the key an authentication error blames (the variable, or the field of the
+/// secrets file) so the operator's one line says what to fix; other errors pass through.
+pub fn name_the_key(e: anyhow::Error, keys: &KeysSection) -> anyhow::Error {
+    let Some(auth) = e.downcast_ref::<AuthError>() else { return e };
+    let (env, field) = match (auth.venue, auth.credential) {
+        (Venue::Upbit, Credential::ApiKey) => (&keys.upbit_access_env, "upbit_access_key"),
+        (Venue::Upbit, Credential::Secret) => (&keys.upbit_secret_env, "upbit_secret_key"),
+        (_, Credential::ApiKey) => (&keys.binance_key_env, "binance_api_key"),
+        (_, Credential::Secret) => (&keys.binance_secret_env, "binance_secret_key"),
+    };
+    let place = match (keys.source, &keys.file) {
+        (KeySource::File, Some(f)) => format!("{field} in {}", f.display()),
+        _ => env.clone(),
+    };
+    anyhow!("{auth}; check {place}")
 }

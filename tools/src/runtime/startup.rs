@@ -67,10 +67,32 @@ pub fn fetch(
     request: &[u8],
     timeout: Duration,
 ) -> Result<(u16, Vec<u8>)> {
+    fetch_reply(pool, poll, clock, request, timeout).map(|r| (r.status, r.body))
+}
+
+/// A response [`fetch_reply`] waited for.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Body.
+    pub body: Vec<u8>,
+    /// `Retry-After` in seconds, when sent (429/418).
+    pub retry_after_s: Option<u64>,
+}
+
+/// [`fetch`], keeping the `Retry-After` a refusal carries.
+pub fn fetch_reply(
+    pool: &mut HttpPool,
+    poll: &mut Poll,
+    clock: &Clock,
+    request: &[u8],
+    timeout: Duration,
+) -> Result<Reply> {
     let mut events = Events::with_capacity(16);
     let end = clock.now().plus(kimp_core::units::Nanos(timeout.as_nanos() as u64));
     let mut sent = false;
-    let mut result: Option<Result<(u16, Vec<u8>)>> = None;
+    let mut result: Option<Result<Reply>> = None;
     while result.is_none() {
         let now = clock.now();
         if now > end {
@@ -78,9 +100,11 @@ pub fn fetch(
         }
         let mut on_done = |c: Completion<'_>| {
             result = Some(match c {
-                Completion::Response { response, .. } => {
-                    Ok((response.status, response.body.to_vec()))
-                }
+                Completion::Response { response, .. } => Ok(Reply {
+                    status: response.status,
+                    body: response.body.to_vec(),
+                    retry_after_s: response.retry_after_s,
+                }),
                 Completion::TimedOut { .. } => Err(anyhow!("request timed out")),
                 Completion::Failed { reason, .. } => Err(anyhow!("request failed: {reason:?}")),
             });

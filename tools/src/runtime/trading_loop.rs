@@ -19,8 +19,9 @@ use kimp_core::units::Nanos;
 use kimp_gateways::binance::market::BinanceMarketParser;
 use kimp_gateways::binance::user::BinanceUserParser;
 use kimp_gateways::codec::{MarketMsg, UserMsg};
+use kimp_gateways::rest::{AuthError, Failure};
 use kimp_gateways::symbols::SymbolTable;
-use kimp_gateways::transport::{WsConfig, WsConn, WsPoll};
+use kimp_gateways::transport::{BackoffConfig, Refusal, Retry, WsConfig, WsConn, WsPoll};
 use kimp_gateways::upbit::market::UpbitMarketParser;
 use mio::{Events, Poll, Token};
 
@@ -131,6 +132,8 @@ impl FeedReport {
 struct DepthSync {
     buffering: bool,
     requested: bool,
+    /// A failed snapshot request is asked again on this schedule, not every turn.
+    retry: Retry,
     arena: Vec<u8>,
     frames: Vec<(u32, u32)>,
 }
@@ -140,6 +143,9 @@ impl DepthSync {
         Self {
             buffering: false,
             requested: false,
+            // No trading on the coin without its book: at most 5 s between snapshot
+            // requests (weight 20 each), a 429/418 waits what the venue says.
+            retry: Retry::new(BackoffConfig { cap: Nanos::from_ms(5_000), ..Retry::DEFAULT }),
             arena: Vec::with_capacity(4 << 20),
             frames: Vec::with_capacity(8_192),
         }
@@ -194,6 +200,9 @@ pub struct Core {
     pub telemetry_drops: u64,
     /// The journal's disk-full condition was logged.
     journal_alarmed: bool,
+    /// The venue refused our keys: before reconciliation finished the loop stops with this
+    /// error (no retry can fix a key); after, it is logged and the request backs off.
+    pub auth_failure: Option<AuthError>,
 }
 
 impl std::fmt::Debug for Core {
@@ -227,6 +236,7 @@ impl Core {
             journal_failed: false,
             telemetry_drops: 0,
             journal_alarmed: false,
+            auth_failure: None,
         }
     }
 
@@ -376,6 +386,8 @@ struct Feeds {
     /// When to ask for a new listen key: the key expired or was refused, or the last
     /// request failed (without this the user stream would retry a dead key forever).
     user_key_due: Option<Nanos>,
+    /// Back-off of failed listen-key requests.
+    user_key_retry: Retry,
 }
 
 /// Start-up reconciliation progress.
@@ -493,6 +505,12 @@ impl TradingLoop {
             sync: (0..insts.len()).map(|_| DepthSync::new()).collect(),
             perps,
             user_key_due: None,
+            // Fills arrive on the user stream: its key is asked again within a second at
+            // most (weight 1), while a 429/418 still waits what the venue says.
+            user_key_retry: Retry::new(BackoffConfig {
+                cap: Nanos::from_ms(1_000),
+                ..Retry::DEFAULT
+            }),
         };
         Ok(Self {
             poll,
@@ -566,6 +584,12 @@ impl TradingLoop {
             }
         }
         self.after_poll(now);
+        if let Some(e) = self.core.auth_failure.take() {
+            if !self.reconciled() {
+                return Err(e.into());
+            }
+            tracing::error!(error = %e, "the venue refused the keys; asking again on the back-off");
+        }
         // Page faults on the journal belong in a turn with nothing to do, not in the
         // append of the next intent (`Journal::prefault`).
         if self.events.is_empty() && now >= self.next_prefault {
@@ -640,6 +664,7 @@ impl TradingLoop {
             let s = &mut feeds.sync[inst.0 as usize];
             if s.buffering
                 && !s.requested
+                && s.retry.due(now)
                 && feeds.binance_public.state() == kimp_gateways::transport::WsState::Open
             {
                 s.requested = orders.snapshot(now, inst);
@@ -951,9 +976,12 @@ fn handle_bodies(
             ReqKind::Snapshot => {
                 let s = &mut feeds.sync[b.inst.0 as usize];
                 if !ok {
-                    s.requested = false; // ask again next turn
+                    // Ask again after a back-off (and the venue's Retry-After).
+                    s.requested = false;
+                    s.retry.failed(now, Refusal::from_status(b.status, b.retry_after_s));
                     continue;
                 }
+                s.retry.succeeded();
                 let body = orders.body(&b).to_vec();
                 match feeds.binance_p.parse_snapshot(b.inst, &body) {
                     Ok(MarketMsg::Event(ev)) => core.engine.on_event(now, &ev, &mut core.out),
@@ -983,7 +1011,7 @@ fn handle_bodies(
                 } else {
                     (2, super::startup::binance_account(orders.body(&b), &core.markets))
                 };
-                match evs {
+                let refusal = match evs {
                     Ok(evs) if ok => {
                         for e in &evs {
                             feed(core, orders, clock, now, e);
@@ -992,14 +1020,34 @@ fn handle_bodies(
                         let asked_at = core.balances_asked_at[(bit >> 1) as usize];
                         let check = Control::CheckAccount { venue: b.venue, asked_at };
                         feed(core, orders, clock, now, &Event::Control(check));
+                        orders.account_answered(b.venue);
+                        None
                     }
                     Err(_) if ok => {
                         orders.stats.bad_responses += 1;
-                        tracing::warn!(venue = ?b.venue, "unreadable balance reply; retrying")
+                        Some(Refusal::Failed)
                     }
-                    _ => {
-                        tracing::warn!(venue = ?b.venue, status = b.status, "balance request failed; retrying")
-                    }
+                    _ => match balance_failure(&b, orders.body(&b)) {
+                        // Wrong keys stop start-up (`turn`); later (a key revoked
+                        // mid-run) the request is asked again on the back-off.
+                        Failure::Auth(e) => {
+                            core.auth_failure = Some(e);
+                            orders.account_failed(b.venue, now, Refusal::Failed);
+                            None
+                        }
+                        Failure::Retry(r) => Some(r),
+                    },
+                };
+                // Logged once per failure, and failures are spaced by the back-off.
+                if let Some(r) = refusal {
+                    let (next, failures) = orders.account_failed(b.venue, now, r);
+                    tracing::warn!(
+                        venue = ?b.venue,
+                        status = b.status,
+                        failures,
+                        retry_in_ms = next.since(now).as_ms(),
+                        "balance request failed; retrying"
+                    );
                 }
                 core.balances_asked &= !bit;
             }
@@ -1021,10 +1069,12 @@ fn handle_bodies(
                 {
                     feeds.binance_user = Some(conn);
                     feeds.user_key_due = None;
+                    feeds.user_key_retry.succeeded();
                     let _ = registry;
                 } else {
-                    // No user stream without a key: ask again shortly.
-                    feeds.user_key_due = Some(now.plus(Nanos::from_ms(1_000)));
+                    // No user stream without a key: ask again after a back-off.
+                    let r = Refusal::from_status(b.status, b.retry_after_s);
+                    feeds.user_key_due = Some(feeds.user_key_retry.failed(now, r));
                 }
             }
             // A keep-alive the venue refuses means the key is gone.
@@ -1033,4 +1083,15 @@ fn handle_bodies(
         }
     }
     orders.clear_bodies();
+}
+
+/// How a failed balance request is handled: the venue's own error classes.
+fn balance_failure(b: &super::orders::Body, body: &[u8]) -> Failure {
+    if b.status == 0 {
+        return Failure::Retry(Refusal::Failed);
+    }
+    match b.venue {
+        Venue::Upbit => kimp_gateways::upbit::rest::classify(b.status, body, b.retry_after_s),
+        _ => kimp_gateways::binance::rest::classify(b.status, body, b.retry_after_s),
+    }
 }
