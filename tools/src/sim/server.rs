@@ -178,7 +178,8 @@ impl Hub {
     }
 }
 
-/// Locks a mutex, recovering from poisoning (a panicked session must not stop the venue).
+/// Locks a mutex, recovering from poisoning: after a thread panics the supervisor stops the
+/// simulator, and the shutdown path and the failure report must still get the lock.
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
