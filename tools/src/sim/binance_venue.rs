@@ -13,6 +13,10 @@ use super::events::{MdEvent, Out};
 use super::json::{dp, s};
 use super::market::Shaper;
 
+/// Funding settlements kept per symbol: `GET /fapi/v1/fundingRate` serves at most 1 000,
+/// and a short funding interval at a high speed must not grow memory without bound.
+pub const FUNDING_HISTORY_MAX: usize = 1_000;
+
 /// A Binance error: HTTP status and `{"code":…,"msg":…}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BinError {
@@ -474,11 +478,23 @@ impl BinanceVenue {
         Ok(idx)
     }
 
+    /// A fresh trade id: one increasing sequence for fills and the synthetic tape alike.
+    pub fn next_trade_id(&mut self) -> u64 {
+        let id = self.next_trade_id;
+        self.next_trade_id += 1;
+        id
+    }
+
+    /// The symbols and the trade-id counter at once (the tape walks the former and draws
+    /// from the latter).
+    pub fn markets_and_trade_ids(&mut self) -> (&BTreeMap<String, BinMarket>, &mut u64) {
+        (&self.markets, &mut self.next_trade_id)
+    }
+
     /// Books one fill for order `idx`.
     fn book_fill(&mut self, idx: usize, now: u64, px: Px, q: Qt, maker: bool, out: &mut Vec<Out>) {
         let fee_e8 = if maker { self.maker_e8 } else { self.taker_e8 };
-        let tid = self.next_trade_id;
-        self.next_trade_id += 1;
+        let tid = self.next_trade_id();
         let o = &mut self.orders[idx];
         let n = notional(px, q);
         let fee = apply_rate_ceil(n, fee_e8).unwrap_or(0);
@@ -594,6 +610,10 @@ impl BinanceVenue {
         let (rate, mark) = (m.funding_rate, m.mark);
         m.last_funding_rate = rate;
         m.funding_history.push((now, rate, mark));
+        if m.funding_history.len() > FUNDING_HISTORY_MAX {
+            let excess = m.funding_history.len() - FUNDING_HISTORY_MAX;
+            m.funding_history.drain(..excess);
+        }
         for account in 0..self.accounts.len() {
             let q = self.accounts[account].position(sym);
             if q == 0 {

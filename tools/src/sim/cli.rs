@@ -7,13 +7,74 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::config::{ApiKeyPair, CoinSpec, DEFAULT_KEY, SimConfig};
+use super::config::{
+    ApiKeyPair, CoinSpec, DEFAULT_KEY, DEFAULT_PREMIUM_MEAN_BPS, DEFAULT_PREMIUM_VOL_BPS, SimConfig,
+};
 use super::faults::{Faults, Scenario};
 use super::{SimHandle, Simulator};
 
 fn parse_scenario(s: &str) -> Result<Scenario, String> {
     Scenario::parse(s).map_err(|e| e.0)
 }
+
+fn parse_premium_mean(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (-1_500.0..=3_500.0).contains(&v) => Ok(v),
+        _ => Err(format!("premium mean must be bps in [-1500, 3500], got {s:?}")),
+    }
+}
+
+fn parse_premium_vol(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=1_000.0).contains(&v) => Ok(v),
+        _ => Err(format!("premium vol must be bps in [0, 1000], got {s:?}")),
+    }
+}
+
+/// The scenario reference printed by `kimp sim --help` (docs/simulator.md has the same
+/// table; a test keeps both complete).
+pub const SCENARIO_HELP: &str = "\
+Scenarios: --scenario NAME[:key=value,...], repeatable. Every scenario takes
+venue=upbit|binance|both, after=MS and for=MS (its window, in simulated ms from start;
+no `for` = until the end); the other keys it reads, with their defaults:
+
+  flash_crash           value=0.10 (price drop), after=10000, for=120000: falls within a
+                        minute, recovers within the next; spreads x10 meanwhile
+  liquidity_dry         value=0.1: book depth x value
+  latency_spike         p=0.2, ms=2000-5000: a REST response is delayed by ms
+  partial_fill          value=0.6: taker orders fill at most this share; IOC rest expires
+  order_rejection       p=0.3: an order is refused (a 5xx or a venue error)
+  one_leg_failure       p=1, venue=binance: orders are refused with a business error
+  exchange_maintenance  venue=upbit, after=30000, for=60000: connections refused
+  drop_messages         p=0.01: a market-data WebSocket message is dropped
+  duplicate_messages    p=0.01: a WebSocket message is sent twice
+  reorder_messages      p=0.01: a WebSocket message is swapped with the next
+  depth_gap             p=0.01: a Binance depth event is lost (pu gap); Upbit re-sends
+                        an old book (timestamp regression)
+  disconnect            p=0.02 per second: a WebSocket connection is closed
+  stall                 p=0.02 per second, ms=5000-10000: a connection goes silent
+  rate_limit            p=0.05: a REST request is answered 429
+  clock_skew            value=2000: the server clock runs value ms ahead (negative: behind)
+  ambiguous_fill        p=0.1: an order executes and its response is dropped
+  listen_key_expiry     after=60000: listen keys expire, private streams close; with
+                        for, no new listen key until the window ends
+  freeze                venue=upbit, after=10000, for=5000: market data freezes (old
+                        book re-sent; Binance repeats its last depth event)
+  bad_input             p=0.05 per data message, value=p per REST response: a malformed,
+                        truncated, oversized or hostile copy is sent
+
+Example: --scenario latency_spike:p=1,ms=300-400,venue=binance --scenario partial_fill
+
+Market: the premium is mean-reverting around --premium-mean (half-life about a minute)
+with noise of standard deviation --premium-vol and jumps of twice that size about
+three times an hour. config/default.toml enters at 250 bps against the default 200 +- 60.
+
+Accounts: without --account, one account is served: key kimp-sim-key, secret
+kimp-sim-secret. Every account starts with 100,000,000 KRW, 1 BTC, 10 ETH and 10,000 USDT
+on Upbit and 100,000 USDT margin on Binance.
+
+A panic in any simulator thread stops the simulator: kimp sim exits 1 naming the thread.
+Reference: docs/simulator.md.";
 
 fn parse_speed(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
@@ -25,16 +86,13 @@ fn parse_speed(s: &str) -> Result<f64, String> {
 /// Venue simulator: Upbit and Binance USDT-M on loopback, with the venues' own REST and
 /// WebSocket protocols, a seeded market, a matching engine and fault scenarios.
 ///
-/// Scenarios (`--scenario NAME[:key=value,...]`, keys venue/p/after/for/value/ms):
-/// flash_crash, liquidity_dry, latency_spike, partial_fill, order_rejection,
-/// one_leg_failure, exchange_maintenance, drop_messages, duplicate_messages,
-/// reorder_messages, depth_gap, disconnect, stall, rate_limit, clock_skew,
-/// ambiguous_fill, listen_key_expiry, freeze, bad_input.
+/// The scenarios and the market are described in [`SCENARIO_HELP`] (shown by `--help`).
 ///
 /// Without --account, one account is served: key `kimp-sim-key`, secret `kimp-sim-secret`.
 /// Every account starts with 100,000,000 KRW, 1 BTC, 10 ETH and 10,000 USDT on Upbit and
 /// 100,000 USDT margin on Binance.
 #[derive(Debug, Clone, clap::Args)]
+#[command(after_help = SCENARIO_HELP)]
 pub struct SimArgs {
     /// Upbit address: REST under /v1/..., WebSockets at /websocket/v1[/private].
     #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
@@ -60,6 +118,14 @@ pub struct SimArgs {
     /// Coins to generate on both venues (BTC, ETH).
     #[arg(long, value_delimiter = ',', default_value = "BTC,ETH")]
     pub coins: Vec<String>,
+    /// Long-run kimchi premium of every generated coin against KRW-USDT, in bps (the
+    /// executable premium a taker sees is a few bps lower).
+    #[arg(long, value_name = "BPS", default_value_t = DEFAULT_PREMIUM_MEAN_BPS, allow_negative_numbers = true, value_parser = parse_premium_mean)]
+    pub premium_mean: f64,
+    /// How far the premium wanders: the standard deviation of its noise around the mean,
+    /// in bps (jumps are twice that); 0 = a flat premium.
+    #[arg(long, value_name = "BPS", default_value_t = DEFAULT_PREMIUM_VOL_BPS, value_parser = parse_premium_vol)]
+    pub premium_vol: f64,
     /// Funding interval in simulated seconds.
     #[arg(long, default_value_t = 8 * 3600)]
     pub funding_interval_s: u64,
@@ -92,12 +158,14 @@ impl SimArgs {
     pub fn config(&self) -> anyhow::Result<SimConfig> {
         let mut coins = Vec::new();
         for c in &self.coins {
-            coins.push(match c.trim().to_ascii_uppercase().as_str() {
+            let mut spec = match c.trim().to_ascii_uppercase().as_str() {
                 "BTC" => CoinSpec::btc(),
                 "ETH" => CoinSpec::eth(),
                 "" => continue,
                 other => anyhow::bail!("unknown coin {other:?}: the generator knows BTC and ETH"),
-            });
+            };
+            spec.premium_mean = self.premium_mean / 10_000.0;
+            coins.push(spec);
         }
         for f in &self.replay {
             anyhow::ensure!(f.is_file(), "replay file not found: {}", f.display());
@@ -106,8 +174,11 @@ impl SimArgs {
             anyhow::ensure!(d.is_finite() && d > 0.0, "duration must be positive seconds");
         }
         anyhow::ensure!(self.funding_interval_s > 0, "funding interval must be positive");
+        let mut market = super::config::MarketParams::default();
+        market.set_premium_vol(self.premium_vol / 10_000.0);
         let cfg = SimConfig {
             seed: self.seed,
+            market,
             speed: self.speed,
             upbit_listen: self.upbit_listen,
             binance_listen: self.binance_listen,
@@ -127,10 +198,12 @@ impl SimArgs {
 fn banner(h: &SimHandle, args: &SimArgs) {
     let u = &h.urls;
     eprintln!(
-        "kimp sim: seed {} speed {}x{}",
+        "kimp sim: seed {} speed {}x{}  premium {} +- {} bps",
         args.seed,
         args.speed,
-        if args.tls { " (TLS)" } else { "" }
+        if args.tls { " (TLS)" } else { "" },
+        args.premium_mean,
+        args.premium_vol
     );
     eprintln!(
         "  upbit    REST {}   WS {}   private {}",
@@ -183,6 +256,12 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
+        if let Some(f) = h.failure() {
+            let s = h.stats();
+            h.shutdown();
+            return Err(anyhow::Error::new(f)
+                .context(format!("the simulator stopped after {} steps", s.steps)));
+        }
         if last_report.elapsed() >= Duration::from_secs(10) {
             last_report = Instant::now();
             let s = h.stats();
@@ -201,7 +280,13 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         }
     }
     let s = h.stats();
+    let failure = h.failure();
     h.shutdown();
+    if let Some(f) = failure {
+        return Err(
+            anyhow::Error::new(f).context(format!("the simulator stopped after {} steps", s.steps))
+        );
+    }
     eprintln!("kimp sim: stopped after {} steps, {} orders", s.steps, s.orders);
     Ok(())
 }

@@ -43,6 +43,16 @@ pub const DEFAULT_KEY: &str = "kimp-sim-key";
 /// The documented default account: secret (a simulator-only key with no value).
 pub const DEFAULT_SECRET: &str = "kimp-sim-secret";
 
+/// The default market's long-run kimchi premium, bps (`kimp sim --premium-mean`).
+pub const DEFAULT_PREMIUM_MEAN_BPS: f64 = 200.0;
+/// The default market's premium volatility, bps (`kimp sim --premium-vol`): the standard
+/// deviation of the premium's noise around its mean.
+pub const DEFAULT_PREMIUM_VOL_BPS: f64 = 60.0;
+/// The default premium mean-reversion speed, per hour (a half-life of about a minute):
+/// livelier than the real premium, so that paper trading sees entries and exits within
+/// minutes at `--speed 1`.
+pub const DEFAULT_PREMIUM_REVERSION_PER_H: f64 = 40.0;
+
 /// One coin traded on both venues (`KRW-<base>` on Upbit, `<base>USDT` on Binance).
 #[derive(Clone, Debug, PartialEq)]
 pub struct CoinSpec {
@@ -87,7 +97,7 @@ impl CoinSpec {
             bin_level_qty: 0.4,
             upbit_level_qty: 0.05,
             upbit_half_spread_ticks: 8.0,
-            premium_mean: 0.02,
+            premium_mean: DEFAULT_PREMIUM_MEAN_BPS / 10_000.0,
         }
     }
 
@@ -105,7 +115,7 @@ impl CoinSpec {
             bin_level_qty: 6.0,
             upbit_level_qty: 1.0,
             upbit_half_spread_ticks: 2.0,
-            premium_mean: 0.02,
+            premium_mean: DEFAULT_PREMIUM_MEAN_BPS / 10_000.0,
         }
     }
 
@@ -206,14 +216,41 @@ pub struct MarketParams {
 
 impl Default for MarketParams {
     fn default() -> Self {
-        Self {
+        let mut p = Self {
             usdkrw: 1_463.5,
             usdt_premium: 0.003,
-            premium_reversion_per_h: 2.0,
-            premium_vol_per_sqrt_h: 0.006,
+            premium_reversion_per_h: DEFAULT_PREMIUM_REVERSION_PER_H,
+            premium_vol_per_sqrt_h: 0.0,
             premium_jumps_per_h: 3.0,
-            premium_jump_sd: 0.012,
+            premium_jump_sd: 0.0,
             funding_mean: 0.0001,
+        };
+        p.set_premium_vol(DEFAULT_PREMIUM_VOL_BPS / 10_000.0);
+        p
+    }
+}
+
+impl MarketParams {
+    /// Sets how far the premium wanders: noise whose standard deviation around the mean
+    /// is `sd` (0.006 = 60 bps) at the current reversion speed, and jumps of `2 × sd`;
+    /// `0` = a flat premium (no noise, no jumps).
+    pub fn set_premium_vol(&mut self, sd: f64) {
+        let sd = sd.max(0.0);
+        self.premium_vol_per_sqrt_h = sd * (2.0 * self.premium_reversion_per_h).sqrt();
+        self.premium_jump_sd = 2.0 * sd;
+        if sd == 0.0 {
+            self.premium_jumps_per_h = 0.0;
+        }
+    }
+
+    /// The standard deviation of the premium's noise around its mean (jumps aside).
+    pub fn premium_vol(&self) -> f64 {
+        if self.premium_vol_per_sqrt_h == 0.0 {
+            0.0
+        } else if self.premium_reversion_per_h > 0.0 {
+            self.premium_vol_per_sqrt_h / (2.0 * self.premium_reversion_per_h).sqrt()
+        } else {
+            f64::INFINITY
         }
     }
 }

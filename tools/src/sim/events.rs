@@ -47,14 +47,18 @@ pub struct UpbitTicker {
     pub prev_close: Px,
     /// Last trade volume.
     pub last_qty: Qt,
-    /// Accumulated volume.
-    pub acc_volume: Qt,
-    /// Accumulated KRW.
-    pub acc_price: i64,
-    /// Accumulated ask (seller-initiated) volume.
-    pub acc_ask: Qt,
-    /// Accumulated bid volume.
-    pub acc_bid: Qt,
+    /// Volume since 00:00 UTC (fixed-point 1e-8, wide).
+    pub acc_volume: i128,
+    /// KRW since 00:00 UTC.
+    pub acc_price: i128,
+    /// Volume over the last 24 h.
+    pub acc_volume_24h: i128,
+    /// KRW over the last 24 h.
+    pub acc_price_24h: i128,
+    /// Seller-initiated volume since 00:00 UTC.
+    pub acc_ask: i128,
+    /// Buyer-initiated volume since 00:00 UTC.
+    pub acc_bid: i128,
     /// Last trade time.
     pub trade_ts: u64,
     /// Last trade was buyer-initiated.

@@ -8,6 +8,21 @@ pub fn dec(v: i64) -> String {
     Decimal(v).to_string()
 }
 
+/// A wide fixed-point value (day and 24 h sums) formatted as [`dec`] formats an `i64`.
+pub fn dec_wide(v: i128) -> String {
+    if let Ok(n) = i64::try_from(v) {
+        return dec(n);
+    }
+    let (sign, a) = if v < 0 { ("-", v.unsigned_abs()) } else { ("", v.unsigned_abs()) };
+    let frac = format!("{:08}", a % 100_000_000);
+    let frac = frac.trim_end_matches('0');
+    if frac.is_empty() {
+        format!("{sign}{}", a / 100_000_000)
+    } else {
+        format!("{sign}{}.{frac}", a / 100_000_000)
+    }
+}
+
 /// A fixed-point value with exactly `dp` decimals (`"70500.00"`).
 pub fn dp(v: i64, dp: u32) -> String {
     DecimalDp(v, dp).to_string()
@@ -82,6 +97,11 @@ mod tests {
         assert_eq!(kst_iso(1_773_240_059_027), "2026-03-11T23:40:59+09:00");
         assert_eq!(parts(1_773_240_059_027, 0), (2026, 3, 11, 14, 40, 59));
         assert_eq!(dec(2_587_325_000), "25.87325");
+        assert_eq!(dec_wide(2_587_325_000), "25.87325");
+        let big = i64::MAX as i128 * 10 + 5_000_000;
+        assert_eq!(dec_wide(big), "922337203685.5275807");
+        assert_eq!(dec_wide(-(big - 5_000_000 - 70)), "-922337203685.47758");
+        assert_eq!(dec_wide(1_000_000_000_000_000_000_000), "10000000000000");
         assert_eq!(dp(7_050_000_000_000, 2), "70500.00");
         assert_eq!(levels(&[(7_049_990_000_000, 351_200_000)], 2, 3), "[[\"70499.90\",\"3.512\"]]");
         assert_eq!(s("a\"b\\"), "\"a\\\"b\\\\\"");

@@ -4,8 +4,10 @@
 //! - Coin price in USDT: geometric Brownian motion with the coin's daily volatility.
 //! - Official USD/KRW: a slow mean-reverting process; KRW-USDT = USD/KRW × (1 + USDT
 //!   premium), the USDT premium itself mean-reverting.
-//! - Kimchi premium per coin: mean-reverting (Ornstein-Uhlenbeck) with Poisson jumps, so
-//!   that Upbit KRW mid = Binance mid × KRW-USDT × (1 + premium) × (1 + own noise).
+//! - Kimchi premium per coin: a mean-reverting (Ornstein-Uhlenbeck) driver with Poisson
+//!   jumps, which the premium follows with a lag of [`PREMIUM_LAG_MS`] (so that it moves
+//!   over seconds, not by bps per step, and the books keep their depth), and
+//!   Upbit KRW mid = Binance mid × KRW-USDT × (1 + premium) × (1 + own noise).
 //! - Funding rate: mean-reverting around the configured mean.
 //!
 //! Everything is a pure function of the seed and the sequence of `advance` calls.
@@ -20,6 +22,8 @@ use super::rng::Rng;
 const MS_PER_H: f64 = 3_600_000.0;
 const MS_PER_DAY: f64 = 86_400_000.0;
 const E8: f64 = 100_000_000.0;
+/// How closely the premium follows its driver: the time constant of the lag, simulated ms.
+pub const PREMIUM_LAG_MS: f64 = 10_000.0;
 
 /// State of one coin's processes.
 #[derive(Clone, Debug)]
@@ -27,8 +31,13 @@ pub struct CoinProc {
     /// The coin.
     pub spec: CoinSpec,
     log_px: f64,
-    /// Kimchi premium against KRW-USDT (0.02 = 2 %).
+    /// Kimchi premium against KRW-USDT (0.02 = 2 %). Writing it (tests, the demo) moves
+    /// the driver there too, so a premium that was set stays set.
     pub premium: f64,
+    /// The mean-reverting process the premium follows.
+    driver: f64,
+    /// The premium as the last `advance` left it (an outside write differs from it).
+    premium_seen: f64,
     upbit_noise: f64,
     /// Current funding-rate estimate (per interval).
     pub funding_rate: f64,
@@ -59,6 +68,8 @@ impl MarketGen {
                     spec: c.clone(),
                     log_px: c.usdt_price.ln(),
                     premium: c.premium_mean,
+                    driver: c.premium_mean,
+                    premium_seen: c.premium_mean,
                     upbit_noise: 0.0,
                     funding_rate: params.funding_mean,
                 })
@@ -89,11 +100,16 @@ impl MarketGen {
             if self.rng.chance(p.premium_jumps_per_h * dt_h) {
                 jump = p.premium_jump_sd * self.rng.normal();
             }
-            c.premium += (c.spec.premium_mean - c.premium)
+            if c.premium != c.premium_seen {
+                c.driver = c.premium;
+            }
+            c.driver += (c.spec.premium_mean - c.driver)
                 * (p.premium_reversion_per_h * dt_h).min(1.0)
                 + p.premium_vol_per_sqrt_h * dt_h.sqrt() * pz
                 + jump;
-            c.premium = c.premium.clamp(-0.15, 0.35);
+            c.driver = c.driver.clamp(-0.15, 0.35);
+            c.premium += (c.driver - c.premium) * (dt_ms as f64 / PREMIUM_LAG_MS).min(1.0);
+            c.premium_seen = c.premium;
             let nz = self.rng.normal();
             c.upbit_noise += -c.upbit_noise * (dt_ms as f64 / 5_000.0).min(1.0)
                 + 0.0001 * (dt_ms as f64 / 1_000.0).sqrt() * nz;
@@ -293,6 +309,32 @@ mod tests {
         let mean = sum / n as f64;
         assert!((mean - 0.02).abs() < 0.01, "premium mean {mean}");
         assert!(g.usdkrw > 1_300.0 && g.usdkrw < 1_650.0, "{}", g.usdkrw);
+    }
+
+    #[test]
+    fn the_default_premium_moves_over_seconds_and_a_set_premium_stays() {
+        let cfg = SimConfig::default();
+        let mut g = MarketGen::new(3, cfg.market, &cfg.coins);
+        let (mut sq, mut max, mut above, mut dev) = (0.0, 0.0f64, 0, 0.0);
+        let n = 36_000; // one hour of 100 ms steps
+        for _ in 0..n {
+            let before = g.coins[0].premium;
+            g.advance(100);
+            let d = g.coins[0].premium - before;
+            sq += d * d;
+            max = max.max(d.abs());
+            dev += (g.coins[0].premium - 0.02).powi(2);
+            above += usize::from(g.coins[0].premium > 0.0258);
+        }
+        let (rms, sd) = ((sq / n as f64).sqrt(), (dev / n as f64).sqrt());
+        assert!(rms < 0.000_05 && max < 0.000_8, "per-step change rms {rms}, max {max}");
+        assert!((0.003..0.01).contains(&sd), "premium sd {sd} around the mean");
+        assert!(above > 100, "config/default.toml's entry (250 bps + spread) is reached");
+        g.coins[0].premium = 0.036;
+        for _ in 0..30 {
+            g.advance(100);
+        }
+        assert!((g.coins[0].premium - 0.036).abs() < 0.001, "{}", g.coins[0].premium);
     }
 
     #[test]

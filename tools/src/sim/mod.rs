@@ -33,6 +33,7 @@ pub mod market;
 pub mod replay;
 pub mod rng;
 pub mod server;
+pub mod supervise;
 pub mod upbit_rest;
 pub mod upbit_venue;
 pub mod upbit_ws;
@@ -43,7 +44,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread::JoinHandle;
 
 use config::SimConfig;
 pub use server::SimStats;
@@ -135,6 +136,13 @@ impl SimHandle {
         self.shared.now_ms()
     }
 
+    /// The first simulator thread that panicked, if any. A panic in any simulator thread
+    /// (clock, accept loops, connections, replay) stops the simulator: callers that run
+    /// it in-process poll this and stop too (`kimp sim` exits non-zero with it).
+    pub fn failure(&self) -> Option<supervise::ThreadFailure> {
+        self.shared.supervisor.failure()
+    }
+
     /// Stops every thread and waits for the listeners and the clock to finish.
     pub fn shutdown(mut self) {
         self.stop_and_join();
@@ -189,22 +197,16 @@ impl Simulator {
             private_epoch: AtomicU64::new(0),
             rates: Mutex::new(limits::RateState::default()),
             frng: Mutex::new(rng::Rng::stream(seed, 0x50C4)),
+            supervisor: supervise::Supervisor::default(),
         });
         let mut threads = Vec::new();
         let sh = shared.clone();
-        threads.push(
-            thread::Builder::new()
-                .name("sim-clock".into())
-                .spawn(move || server::clock_loop(sh))?,
-        );
+        threads.push(shared.spawn("sim-clock", move || server::clock_loop(sh))?);
         for (upbit, l, a) in [(true, ul, ua), (false, bl, ba)] {
             let sh = shared.clone();
             let tls = tls.clone();
-            threads.push(
-                thread::Builder::new()
-                    .name(if upbit { "sim-upbit" } else { "sim-binance" }.into())
-                    .spawn(move || server::accept_loop(sh, upbit, a, l, tls))?,
-            );
+            let name = if upbit { "sim-upbit" } else { "sim-binance" };
+            threads.push(shared.spawn(name, move || server::accept_loop(sh, upbit, a, l, tls))?);
         }
         let replay_threads = replay::start(&shared, &shared.cfg.replay.clone());
         let replay_threads = match replay_threads {

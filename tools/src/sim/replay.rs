@@ -160,6 +160,7 @@ pub fn run_binance(sh: Arc<Shared>, files: Vec<PathBuf>, sym_hint: String) {
             if sh.stopping() {
                 return;
             }
+            super::supervise::checkpoint("sim-replay");
             if let Some(id) = v.get("lastUpdateId").and_then(Value::as_u64) {
                 // A REST snapshot: (re)start the book of the symbol seen in the stream.
                 let sym =
@@ -272,6 +273,7 @@ pub fn run_upbit(sh: Arc<Shared>, files: Vec<PathBuf>) {
             if sh.stopping() {
                 return;
             }
+            super::supervise::checkpoint("sim-replay");
             let Some((_, rest)) = line.split_once(": b'") else { continue };
             let json = rest.strip_suffix('\'').unwrap_or(rest);
             if json.contains("\\x") {
@@ -347,7 +349,8 @@ pub fn start(sh: &Arc<Shared>, files: &[PathBuf]) -> std::io::Result<Vec<thread:
     let mut hs = Vec::new();
     for (kind, stem, fs) in groups {
         let sh = sh.clone();
-        hs.push(thread::Builder::new().name("sim-replay".into()).spawn(move || match kind {
+        let s = sh.clone();
+        hs.push(s.spawn("sim-replay", move || match kind {
             FileKind::Binance => run_binance(sh, fs, stem.to_ascii_uppercase()),
             FileKind::Upbit => run_upbit(sh, fs),
         })?);

@@ -15,6 +15,7 @@ use super::events::Out;
 use super::faults::FaultKind;
 use super::http::{self, Conn, ReadOutcome, Request, Response};
 use super::rng::Rng;
+use super::supervise::{self, Supervisor, checkpoint};
 use super::world::World;
 use super::{binance_rest, binance_ws, upbit_rest, upbit_ws};
 
@@ -177,7 +178,8 @@ impl Hub {
     }
 }
 
-/// Locks a mutex, recovering from poisoning (a panicked session must not stop the venue).
+/// Locks a mutex, recovering from poisoning: after a thread panics the supervisor stops the
+/// simulator, and the shutdown path and the failure report must still get the lock.
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -209,9 +211,21 @@ pub struct Shared {
     pub rates: Mutex<super::limits::RateState>,
     /// Fault randomness for the socket layer.
     pub frng: Mutex<Rng>,
+    /// The first thread that panicked (it stops the simulator).
+    pub supervisor: Supervisor,
 }
 
 impl Shared {
+    /// Spawns a supervised simulator thread: its panic is recorded and stops everything.
+    pub fn spawn(
+        self: &Arc<Self>,
+        name: &str,
+        f: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<thread::JoinHandle<()>> {
+        let sh = self.clone();
+        supervise::spawn(name, move |e| sh.supervisor.fail(e, &sh.stop), f)
+    }
+
     /// Simulated now.
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms()
@@ -330,6 +344,7 @@ pub fn clock_loop(sh: Arc<Shared>) {
         let now = sh.now_ms();
         let mut n = 0;
         while next <= now && n < 10_000 {
+            checkpoint("sim-clock");
             let outs = lock(&sh.world).step(next);
             sh.publish(outs);
             next += step;
@@ -378,11 +393,11 @@ pub fn accept_loop(
         };
         match l.accept() {
             Ok((tcp, _)) => {
-                let sh = sh.clone();
-                let tls = tls.clone();
-                let _ = thread::Builder::new()
-                    .name(if upbit { "sim-upbit-conn" } else { "sim-binance-conn" }.into())
-                    .spawn(move || serve_conn(sh, upbit, tcp, tls));
+                checkpoint(if upbit { "sim-upbit" } else { "sim-binance" });
+                let name = if upbit { "sim-upbit-conn" } else { "sim-binance-conn" };
+                let (s, tls) = (sh.clone(), tls.clone());
+                // A thread that cannot be spawned drops the connection (the client retries).
+                let _ = sh.spawn(name, move || serve_conn(s, upbit, tcp, tls));
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 thread::sleep(Duration::from_millis(2))
@@ -412,6 +427,7 @@ fn serve_conn(sh: Arc<Shared>, upbit: bool, tcp: TcpStream, tls: Option<Arc<Serv
                     return;
                 }
             };
+        checkpoint(if upbit { "sim-upbit-conn" } else { "sim-binance-conn" });
         if req.is_upgrade() {
             let leftover = std::mem::take(&mut buf);
             if upbit {

@@ -240,27 +240,115 @@ fn side(bid: bool) -> &'static str {
     if bid { "bid" } else { "ask" }
 }
 
-/// Running day statistics of a market (for `trade` and `ticker`).
+/// Length of one bucket of the rolling 24 h window, ms.
+const BUCKET_MS: u64 = 60_000;
+const DAY_MS: u64 = 86_400_000;
+
+/// Trade totals of one window bucket (wide: a busy market's KRW turnover in fixed-point
+/// 1e-8 passes `i64::MAX` within a day).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Bucket {
+    start_ms: u64,
+    volume: i128,
+    price: i128,
+}
+
+/// Trade statistics of a market as Upbit's ticker reports them: the UTC day so far
+/// (`opening/high/low_price`, `acc_trade_*`; reset at 00:00 UTC, when the last price
+/// becomes `prev_closing_price`) and the rolling 24 h window (`acc_trade_*_24h`, kept in
+/// one-minute buckets). Sums are `i128`, so no run length can overflow them.
 #[derive(Clone, Debug, Default)]
 pub struct DayStats {
-    /// Previous close (the price at start).
+    /// Previous close (the mid at start, then the last price of the previous UTC day).
     pub prev_close: Px,
     /// Day open.
     pub open: Px,
-    /// High.
+    /// Day high.
     pub high: Px,
-    /// Low.
+    /// Day low.
     pub low: Px,
-    /// Accumulated volume.
-    pub acc_volume: Qt,
-    /// Accumulated KRW.
-    pub acc_price: i64,
-    /// Accumulated seller-initiated volume.
-    pub acc_ask: Qt,
-    /// Accumulated buyer-initiated volume.
-    pub acc_bid: Qt,
+    /// Last trade price.
+    pub last: Px,
+    /// UTC day (days since the epoch) the day fields describe; `None` before any trade.
+    pub day: Option<u64>,
+    /// Volume since 00:00 UTC.
+    pub acc_volume: i128,
+    /// KRW since 00:00 UTC.
+    pub acc_price: i128,
+    /// Seller-initiated volume since 00:00 UTC.
+    pub acc_ask: i128,
+    /// Buyer-initiated volume since 00:00 UTC.
+    pub acc_bid: i128,
+    /// Volume over the last 24 h.
+    pub volume_24h: i128,
+    /// KRW over the last 24 h.
+    pub price_24h: i128,
+    window: std::collections::VecDeque<Bucket>,
     /// Trades so far (sequential id suffix).
     pub n: u64,
+}
+
+impl DayStats {
+    /// Adds one trade at `now`: rolls the UTC day and the 24 h window forward first.
+    pub fn record(&mut self, now: u64, px: Px, qty: Qt, bid: bool) {
+        let day = now / DAY_MS;
+        if self.day != Some(day) {
+            if self.day.is_some() && self.last > 0 {
+                self.prev_close = self.last;
+            }
+            self.day = Some(day);
+            self.open = px;
+            self.high = px;
+            self.low = px;
+            self.acc_volume = 0;
+            self.acc_price = 0;
+            self.acc_ask = 0;
+            self.acc_bid = 0;
+            if self.prev_close == 0 {
+                self.prev_close = px;
+            }
+        }
+        self.high = self.high.max(px);
+        self.low = self.low.min(px);
+        self.last = px;
+        let (q, krw) = (qty as i128, notional(px, qty) as i128);
+        self.acc_volume += q;
+        self.acc_price += krw;
+        if bid {
+            self.acc_bid += q;
+        } else {
+            self.acc_ask += q;
+        }
+        self.expire(now);
+        let start = now - now % BUCKET_MS;
+        match self.window.back_mut() {
+            Some(b) if b.start_ms == start => {
+                b.volume += q;
+                b.price += krw;
+            }
+            _ => self.window.push_back(Bucket { start_ms: start, volume: q, price: krw }),
+        }
+        self.volume_24h += q;
+        self.price_24h += krw;
+        self.n += 1;
+    }
+
+    /// Drops the buckets that ended 24 h or more before `now`.
+    fn expire(&mut self, now: u64) {
+        while let Some(b) = self.window.front() {
+            if b.start_ms + BUCKET_MS + DAY_MS > now {
+                break;
+            }
+            self.volume_24h -= b.volume;
+            self.price_24h -= b.price;
+            self.window.pop_front();
+        }
+    }
+
+    /// Buckets held by the 24 h window (at most 1 441).
+    pub fn window_len(&self) -> usize {
+        self.window.len()
+    }
 }
 
 /// One KRW market.
@@ -301,25 +389,8 @@ impl UpbitMarket {
 
     /// Records a trade and returns the `trade` and `ticker` events.
     pub fn record_trade(&mut self, now: u64, px: Px, qty: Qt, bid: bool) -> [MdEvent; 2] {
-        let st = &mut self.stats;
-        if st.open == 0 {
-            st.open = px;
-            st.high = px;
-            st.low = px;
-            if st.prev_close == 0 {
-                st.prev_close = px;
-            }
-        }
-        st.high = st.high.max(px);
-        st.low = st.low.min(px);
-        st.acc_volume += qty;
-        st.acc_price += notional(px, qty);
-        if bid {
-            st.acc_bid += qty;
-        } else {
-            st.acc_ask += qty;
-        }
-        st.n += 1;
+        self.stats.record(now, px, qty, bid);
+        let st = &self.stats;
         let best_bid = self.book.best_bid().unwrap_or((0, 0));
         let best_ask = self.book.best_ask().unwrap_or((0, 0));
         let trade = UpbitTrade {
@@ -345,6 +416,8 @@ impl UpbitMarket {
             last_qty: qty,
             acc_volume: st.acc_volume,
             acc_price: st.acc_price,
+            acc_volume_24h: st.volume_24h,
+            acc_price_24h: st.price_24h,
             acc_ask: st.acc_ask,
             acc_bid: st.acc_bid,
             trade_ts: now,

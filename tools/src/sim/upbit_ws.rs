@@ -11,7 +11,7 @@ use tungstenite::Message;
 use super::book::{Px, Qt};
 use super::events::{MdEvent, Out, UpbitTicker, UpbitTrade};
 use super::http::{self, Conn, Request, Response};
-use super::json::{dec, parts, s};
+use super::json::{dec, dec_wide, parts, s};
 use super::server::{Shared, lock, refuse_upgrade};
 use super::ws::{self, Session, WsOut};
 
@@ -182,16 +182,16 @@ pub fn ticker_json(t: &UpbitTicker, fmt: Format, snapshot: bool) -> String {
             .raw("change_rate", "cr", &rate_s(rate.abs()))
             .raw("signed_change_rate", "scr", &rate_s(rate))
             .raw("trade_volume", "tv", &dec(t.last_qty))
-            .raw("acc_trade_volume", "atv", &dec(t.acc_volume))
-            .raw("acc_trade_volume_24h", "atv24h", &dec(t.acc_volume))
-            .raw("acc_trade_price", "atp", &dec(t.acc_price))
-            .raw("acc_trade_price_24h", "atp24h", &dec(t.acc_price))
+            .raw("acc_trade_volume", "atv", &dec_wide(t.acc_volume))
+            .raw("acc_trade_volume_24h", "atv24h", &dec_wide(t.acc_volume_24h))
+            .raw("acc_trade_price", "atp", &dec_wide(t.acc_price))
+            .raw("acc_trade_price_24h", "atp24h", &dec_wide(t.acc_price_24h))
             .str("trade_date", "tdt", &format!("{y:04}{mo:02}{d:02}"))
             .str("trade_time", "ttm", &format!("{h:02}{mi:02}{se:02}"))
             .raw("trade_timestamp", "ttms", &t.trade_ts.to_string())
             .str("ask_bid", "ab", if t.bid { "BID" } else { "ASK" })
-            .raw("acc_ask_volume", "aav", &dec(t.acc_ask))
-            .raw("acc_bid_volume", "abv", &dec(t.acc_bid))
+            .raw("acc_ask_volume", "aav", &dec_wide(t.acc_ask))
+            .raw("acc_bid_volume", "abv", &dec_wide(t.acc_bid))
             .raw("highest_52_week_price", "h52wp", &dec(t.high))
             .str("highest_52_week_date", "h52wdt", &date)
             .raw("lowest_52_week_price", "l52wp", &dec(t.low))

@@ -265,11 +265,7 @@ impl World {
 
     /// Advances the world to `now` (one cadence step) and returns what it publishes.
     pub fn step(&mut self, now: u64) -> Vec<Out> {
-        let now = now.max(self.now_ms);
-        let dt = now - self.now_ms;
-        self.now_ms = now;
-        self.stats.steps += 1;
-        self.mkt.advance(dt);
+        let now = self.advance_processes(now);
         let el = self.elapsed(now);
         let (bm, bs) = self.crash(false, el);
         let (um, us) = self.crash(true, el);
@@ -281,6 +277,34 @@ impl World {
         self.synthetic_trades(now, &mut out);
         self.publish_binance(now, el, &mut out);
         self.publish_upbit(now, el, &mut out);
+        self.marks_and_funding(now, &mut out);
+        out
+    }
+
+    /// One cadence step without the book work (no reshaping, publishing or resting
+    /// matches): the processes advance, the tape trades against the current books, and
+    /// marks and funding settle, exactly as in [`World::step`]. The book work is the
+    /// expensive part of a step; the long-horizon test runs millions of these between
+    /// full steps to cover a year of every accumulator quickly.
+    pub fn step_tape(&mut self, now: u64) -> Vec<Out> {
+        let now = self.advance_processes(now);
+        let mut out = Vec::new();
+        self.synthetic_trades(now, &mut out);
+        self.marks_and_funding(now, &mut out);
+        out
+    }
+
+    /// Moves the clock to `now` (never backwards) and advances the generator.
+    fn advance_processes(&mut self, now: u64) -> u64 {
+        let now = now.max(self.now_ms);
+        let dt = now - self.now_ms;
+        self.now_ms = now;
+        self.stats.steps += 1;
+        self.mkt.advance(dt);
+        now
+    }
+
+    fn marks_and_funding(&mut self, now: u64, out: &mut Vec<Out>) {
         if now >= self.next_mark_ms {
             self.update_marks();
             for m in self.binance.markets.values() {
@@ -300,47 +324,46 @@ impl World {
         if now >= self.next_funding_ms {
             let syms: Vec<String> = self.binance.markets.keys().cloned().collect();
             for s in syms {
-                self.binance.settle_funding(&s, now, &mut out);
+                self.binance.settle_funding(&s, now, out);
             }
             self.stats.fundings += 1;
             while self.next_funding_ms <= now {
                 self.next_funding_ms += self.funding_interval_ms;
             }
         }
-        out
     }
 
     fn synthetic_trades(&mut self, now: u64, out: &mut Vec<Out>) {
-        let codes: Vec<String> = self.upbit.markets.keys().cloned().collect();
-        for code in codes {
-            if self.replayed_upbit.contains(&code) || !self.trng.chance(0.15) {
+        // Borrowed field by field: this runs every step, so no key lists are collected.
+        let trng = &mut self.trng;
+        for m in self.upbit.markets.values_mut() {
+            if self.replayed_upbit.contains(&m.code) || !trng.chance(0.15) {
                 continue;
             }
-            let bid = self.trng.chance(0.5);
-            let Some(m) = self.upbit.markets.get_mut(&code) else { continue };
+            let bid = trng.chance(0.5);
             let lvl = if bid { m.book.best_ask() } else { m.book.best_bid() };
             if let Some((px, q)) = lvl {
-                let frac = 0.02 + 0.2 * self.trng.unit();
+                let frac = 0.02 + 0.2 * trng.unit();
                 let qty = ((q as f64 * frac) as i64).max(1);
                 for e in m.record_trade(now, px, qty, bid) {
                     out.push(Out::Md(e));
                 }
             }
         }
-        let syms: Vec<String> = self.binance.markets.keys().cloned().collect();
-        for sym in syms {
-            if self.replayed_binance.contains(&sym) || !self.trng.chance(0.3) {
+        let (markets, trade_ids) = self.binance.markets_and_trade_ids();
+        for m in markets.values() {
+            if self.replayed_binance.contains(&m.symbol) || !trng.chance(0.3) {
                 continue;
             }
-            let buy = self.trng.chance(0.5);
-            let Some(m) = self.binance.markets.get(&sym) else { continue };
+            let buy = trng.chance(0.5);
             let lvl = if buy { m.book.best_ask() } else { m.book.best_bid() };
             if let Some((px, q)) = lvl {
                 let step = m.spec.bin_step;
-                let qty = (((q as f64 * 0.1 * self.trng.unit()) as i64) / step * step).max(step);
-                let id = 5_000_000_000 + self.stats.steps * 4 + self.trng.range(0, 3);
+                let qty = (((q as f64 * 0.1 * trng.unit()) as i64) / step * step).max(step);
+                let id = *trade_ids;
+                *trade_ids += 1;
                 out.push(Out::Md(MdEvent::BinTrade {
-                    sym: sym.clone(),
+                    sym: m.symbol.clone(),
                     e: now,
                     id,
                     px,
