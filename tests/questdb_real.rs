@@ -286,6 +286,7 @@ fn questdb_killed_mid_run_loses_and_duplicates_no_row() {
     let pid = q.pid();
     q.kill9();
     let killed = Instant::now();
+    let killed_us = unix_us();
     while killed.elapsed() + PERIOD * 2 <= outage {
         e.cycle_premium(2, PERIOD);
     }
@@ -295,13 +296,26 @@ fn questdb_killed_mid_run_loses_and_duplicates_no_row() {
     let store = e.sidecars.as_ref().and_then(|s| s.board.store()).expect("store stats");
     let spool_peak = store.spool_bytes.load(std::sync::atomic::Ordering::Relaxed);
     let restarted = Instant::now();
+    let restarted_us = unix_us();
     let ping = q.restart();
     if let Some(t) = e.tail.as_mut() {
         let _ = t.poll(&mut seen);
     }
     let w_now = want(&seen);
-    let caught = settle(&q, 120.0, || check_rows(&q, &w_now).lost == 0);
+    // When the store's shipper got through again (its retry backoff runs up to
+    // retry_max_ms, 30 s), and when every row of the journal so far was in the tables.
+    let mut reconnected = None;
+    let caught = settle(&q, 120.0, || {
+        if reconnected.is_none() && store.questdb() == kimp_sidecars::store::QuestDbState::Up {
+            reconnected = Some(restarted.elapsed());
+        }
+        check_rows(&q, &w_now).lost == 0
+    });
     let catch_up = restarted.elapsed();
+    let reconnected = reconnected.unwrap_or(catch_up);
+    let outage_kimp = q.count(&format!(
+        "SELECT count() FROM kimp WHERE ts BETWEEN cast({killed_us} AS timestamp) AND cast({restarted_us} AS timestamp)"
+    ));
     assert!(caught, "no catch-up in 120 s: {:?}\n{}", check_rows(&q, &w_now), q.log_tail());
     e.cycle_premium(2, PERIOD);
     let f = e.finish();
@@ -312,10 +326,12 @@ fn questdb_killed_mid_run_loses_and_duplicates_no_row() {
     println!(
         "FIGURE R12 real questdb: SIGKILL of pid {pid:?} after {sent_before} journal entries; down {} ms \
          (pairs opened meanwhile {opened_down}, spool {spool_peak} B); restart to /ping {} ms; \
-         restart to every row of the journal so far in SQL (catch-up) {} ms; store outages {outages}; \
+         restart to the store reconnected {} ms; restart to every row of the journal so far in SQL \
+         (catch-up) {} ms; premium samples of the outage in SQL {outage_kimp}; store outages {outages}; \
          intents {} wire orders {}",
         down_for.as_millis(),
         ping.as_millis(),
+        reconnected.as_millis(),
         catch_up.as_millis(),
         v.intents,
         v.wire_orders,
@@ -325,7 +341,13 @@ fn questdb_killed_mid_run_loses_and_duplicates_no_row() {
         "no pair opened while QuestDB was down: the outage was not mid-trading"
     );
     assert!(outages >= 1, "the store never noticed the outage");
+    assert!(outage_kimp > 0, "the telemetry spooled during the outage never arrived");
     assert_matches_journal(&q, &w, "R12 after restart");
+}
+
+/// Now, in Unix epoch microseconds (QuestDB's TIMESTAMP unit).
+fn unix_us() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_micros()
 }
 
 /// The dedup identities of every row in a run's local ILP files, per table.
