@@ -128,6 +128,8 @@ pub struct Engine {
     official_fx: Option<FxQuote>,
     /// The KRW-USDT top last sent as FX telemetry.
     fx_sent: Option<(Price, Price)>,
+    /// Per instrument, the engine time and the book's exchange time of its last BBO sample.
+    bbo_sent: Vec<Option<(Nanos, Nanos)>>,
     orders: Vec<LiveOrder>,
     epoch: u32,
     next_seq: u32,
@@ -233,6 +235,7 @@ impl Engine {
             fx_inst: markets.fx,
             official_fx: None,
             fx_sent: None,
+            bbo_sent: vec![None; n],
             orders: Vec::with_capacity(ORDER_CAP),
             epoch,
             next_seq: 0,
@@ -372,7 +375,10 @@ impl Engine {
     fn on_market(&mut self, inst: InstrumentId, now: Nanos, out: &mut Outbox) {
         self.fresh[inst.0 as usize] = true;
         match self.roles[inst.0 as usize] {
-            Role::Leg(c, _) => self.evaluate(c, now, out),
+            Role::Leg(c, _) => {
+                self.bbo_telemetry(inst, now, out);
+                self.evaluate(c, now, out)
+            }
             Role::Fx => {
                 self.usdt_fx_telemetry(out);
                 if self.cfg.strategy.fx_source == FxSource::UpbitUsdt {
@@ -558,7 +564,6 @@ impl Engine {
                 qty: q,
                 funding_e8,
             })));
-            self.bbo_telemetry(coin, out);
         }
         match pair {
             None => {

@@ -31,19 +31,26 @@ fn fxs(acts: &[Action]) -> Vec<FxQuote> {
 }
 
 #[test]
-fn bbo_of_both_legs_is_sampled_with_the_premium_at_the_interval() {
+fn bbo_of_each_leg_is_sampled_when_its_book_changes_at_most_once_per_interval() {
     let mut h = H::simple();
     let acts = h.market(100.0);
     let b = bbos(&acts);
     assert_eq!(b.len(), 2, "one sample per venue: {b:?}");
-    let up = b.iter().find(|b| b.inst == KRW_BTC).expect("Upbit leg");
+    let up = *b.iter().find(|b| b.inst == KRW_BTC).expect("Upbit leg");
     let bi = b.iter().find(|b| b.inst == BTCUSDT).expect("Binance leg");
     assert_eq!((bi.bid.px, bi.ask.px), (px(70_000.0), px(70_000.1)));
     assert!(up.bid.px < up.ask.px && up.bid.qty == q(1.0));
     assert_eq!(up.exch_ts, h.now, "the venue's time of the book");
-    assert!(bbos(&h.market(100.0)).is_empty(), "same instant: no new sample");
-    h.advance_ms(100);
+    h.advance_ms(50);
+    assert!(bbos(&h.market(100.0)).is_empty(), "within the interval: no new sample");
+    h.advance_ms(50);
     assert_eq!(bbos(&h.market(100.0)).len(), 2, "next interval");
+    // Only the Upbit book changes: only its row, with what the book holds now.
+    h.advance_ms(100);
+    let moved = h.book(KRW_BTC, up.bid.px.to_f64(), up.ask.px.to_f64(), 1_000.0, 2.0, 20);
+    let b = bbos(&moved);
+    assert_eq!(b.iter().map(|b| b.inst).collect::<Vec<_>>(), vec![KRW_BTC], "{b:?}");
+    assert_eq!((b[0].bid.qty, b[0].exch_ts), (q(2.0), h.now));
 }
 
 #[test]

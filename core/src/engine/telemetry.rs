@@ -1,22 +1,32 @@
-//! Market telemetry for the store: each leg's best bid/offer sampled with the coin's
-//! premium, mark price and funding when they change, and FX quotes when they change (the
+//! Market telemetry for the store: each coin leg's best bid/offer when its book changes,
+//! at most once per telemetry interval, mark price and funding when they change, and FX quotes when they change (the
 //! KRW-USDT book's top and official quotes). Only copies into the outbox: no allocation.
 
 use super::{Engine, Role};
 use crate::action::{Action, Outbox, Telemetry};
 use crate::event::{Bbo, Funding, FxQuote, FxSource};
+use crate::instrument::InstrumentId;
 use crate::order::Leg;
+use crate::units::Nanos;
 
 impl Engine {
-    /// The best bid/offer of both legs of `coin`, as they stand (called at a premium sample).
-    pub(super) fn bbo_telemetry(&self, coin: u16, out: &mut Outbox) {
-        let Some(cs) = self.coins.get(coin as usize) else { return };
-        for inst in [cs.spec.upbit, cs.spec.binance] {
-            let Some(b) = self.books.get(inst.0 as usize) else { continue };
-            if let (Some(bid), Some(ask)) = (b.best_bid(), b.best_ask()) {
-                let bbo = Bbo { inst, exch_ts: b.exch_ts, update_id: b.last_id(), bid, ask };
-                out.push(Action::Telemetry(Telemetry::Bbo(bbo)));
-            }
+    /// The best bid/offer of a coin leg's book that just changed, at most once per
+    /// telemetry interval per book. Sampled on a change, so an idle book sends nothing and
+    /// no two samples share the DEDUP key (ts = the book's exchange time, venue, symbol).
+    pub(super) fn bbo_telemetry(&mut self, inst: InstrumentId, now: Nanos, out: &mut Outbox) {
+        let i = inst.0 as usize;
+        let interval = Nanos::from_ms(self.cfg.strategy.telemetry_interval_ms);
+        let (Some(b), Some(last)) = (self.books.get(i), self.bbo_sent.get(i).copied()) else {
+            return;
+        };
+        // A book repeated with its old exchange time (Upbit may resend one) is no news.
+        if last.is_some_and(|(t, ts)| now.since(t) < interval || ts == b.exch_ts) {
+            return;
+        }
+        if let (Some(bid), Some(ask)) = (b.best_bid(), b.best_ask()) {
+            let bbo = Bbo { inst, exch_ts: b.exch_ts, update_id: b.last_id(), bid, ask };
+            out.push(Action::Telemetry(Telemetry::Bbo(bbo)));
+            self.bbo_sent[i] = Some((now, b.exch_ts));
         }
     }
 
