@@ -366,6 +366,22 @@ fn file_rows(dir: &std::path::Path) -> BTreeMap<String, BTreeSet<String>> {
     m
 }
 
+/// Without a server (so it runs in every `cargo test`): a demo run's local ILP files hold
+/// rows of every table docs/questdb.md defines, the market tables included.
+#[test]
+fn demo_run_writes_every_table_to_local_files() {
+    let (e, _dir) = start_run("qdb-files", |_| {});
+    e.cycle_premium(4, PERIOD);
+    let f = e.finish();
+    let files = file_rows(&f.dir.join("ilp"));
+    for t in TABLES {
+        let n = files.get(t).map_or(0, BTreeSet::len);
+        println!("TABLE local files: {t:<11} {n:>7} rows");
+        assert!(n > 0, "no {t} rows in the local files");
+    }
+    assert_eq!(files.len(), TABLES.len(), "tables the docs do not define: {:?}", files.keys());
+}
+
 /// (3) `kimp store load` of one run's local files, twice: every row once, in every table.
 /// (4) Then every query of docs/questdb.md runs over `/exec` and returns rows (the
 /// invariant check returns none); (5) the same over the PostgreSQL wire protocol, in its

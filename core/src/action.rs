@@ -210,7 +210,8 @@ pub enum Telemetry {
     },
     /// Status snapshot.
     Status(StatusSnapshot),
-    /// Best bid/offer of one leg, sampled with the coin's premium (the `bbo` table).
+    /// Best bid/offer of a coin leg when its book changed, at most once per telemetry
+    /// interval (the `bbo` table).
     Bbo(Bbo),
     /// Mark price and funding of a perpetual, when they change (the `funding` table).
     Funding(Funding),

@@ -291,11 +291,11 @@ fn bridge(
         match o {
             Out::Telemetry(t) => {
                 board.on_telemetry(&t);
-                if let Telemetry::Kimp(mut k) = t {
-                    k.ts = wall(clock, k.ts);
+                let ev = store_event(t, clock);
+                if let Some(StoreEvent::Kimp(k)) = ev {
                     board.set_kimp(k);
                 }
-                if let Some(ev) = store_event(t, clock) {
+                if let Some(ev) = ev {
                     tx.telemetry(ev);
                 }
             }
