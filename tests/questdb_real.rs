@@ -3,7 +3,8 @@
 //! data directory and stops it by PID at the end, also when it fails. The runtime trades
 //! against the venue simulator as `kimp demo` does, with the sidecars of `kimp run`
 //! (journal tail → store → ILP), and what QuestDB holds is compared by SQL with the
-//! journal. Ignored in a plain `cargo test` (no server there); `.ci/run` runs them:
+//! journal. Ignored in a plain `cargo test` (no server there; only the local-files test
+//! runs); `.ci/run` runs them:
 //! `cargo test -p kimp-tests --test questdb_real -- --ignored --nocapture --test-threads=1`.
 //! Figures are printed as `FIGURE ...` lines, tables as `TABLE ...` lines.
 
