@@ -5,7 +5,7 @@
 //! `Place` actions of that intent, so the runtime journals an id before it sends it.
 
 use crate::config::Direction;
-use crate::event::{FxSource, RejectReason};
+use crate::event::{Bbo, Funding, FxQuote, FxSource, RejectReason};
 use crate::instrument::{InstrumentId, Venue};
 use crate::order::{ClientId, OrderRequest, OrderState};
 use crate::pair::PairState;
@@ -309,6 +309,13 @@ pub enum Telemetry {
     },
     /// Status snapshot.
     Status(StatusSnapshot),
+    /// Best bid/offer of a coin leg when its book changed, at most once per telemetry
+    /// interval (the `bbo` table).
+    Bbo(Bbo),
+    /// Mark price and funding of a perpetual, when they change (the `funding` table).
+    Funding(Funding),
+    /// An FX quote, when it changes, from either source (the `fx` table).
+    Fx(FxQuote),
 }
 
 /// An alert for people (Telegram, log), deduplicated by the alerts sidecar.

@@ -23,6 +23,7 @@ use crate::risk::{OrderRate, RiskReject, purpose_allowed};
 use crate::units::{Nanos, Price, Qty, Quote, SCALE, mul_div};
 
 mod recovery;
+mod telemetry;
 
 /// Most orders alive at once (not yet terminal).
 pub const ORDER_CAP: usize = 64;
@@ -130,6 +131,10 @@ pub struct Engine {
     coins: Vec<CoinState>,
     fx_inst: Option<InstrumentId>,
     official_fx: Option<FxQuote>,
+    /// The KRW-USDT top last sent as FX telemetry.
+    fx_sent: Option<(Price, Price)>,
+    /// Per instrument, the engine time and the book's exchange time of its last BBO sample.
+    bbo_sent: Vec<Option<(Nanos, Nanos)>>,
     orders: Vec<LiveOrder>,
     epoch: u32,
     next_seq: u32,
@@ -238,6 +243,8 @@ impl Engine {
             coins,
             fx_inst: markets.fx,
             official_fx: None,
+            fx_sent: None,
+            bbo_sent: vec![None; n],
             orders: Vec::with_capacity(ORDER_CAP),
             epoch,
             next_seq: 0,
@@ -336,9 +343,13 @@ impl Engine {
                 }
             }
             Event::Bbo(_) | Event::Trade(_) => {}
-            Event::Funding(f) => self.on_funding(f),
+            Event::Funding(f) => {
+                self.funding_telemetry(&f, out);
+                self.on_funding(f);
+            }
             Event::Fx(q) => {
                 if q.source == FxSource::Official && q.bid.0 > 0 && q.ask.0 >= q.bid.0 {
+                    self.official_fx_telemetry(&q, out);
                     self.official_fx = Some(q);
                     if self.cfg.strategy.fx_source == FxSource::Official {
                         for c in 0..self.coins.len() {
@@ -374,8 +385,12 @@ impl Engine {
     fn on_market(&mut self, inst: InstrumentId, now: Nanos, out: &mut Outbox) {
         self.fresh[inst.0 as usize] = true;
         match self.roles[inst.0 as usize] {
-            Role::Leg(c, _) => self.evaluate(c, now, out),
+            Role::Leg(c, _) => {
+                self.bbo_telemetry(inst, now, out);
+                self.evaluate(c, now, out)
+            }
             Role::Fx => {
+                self.usdt_fx_telemetry(out);
                 if self.cfg.strategy.fx_source == FxSource::UpbitUsdt {
                     for c in 0..self.coins.len() {
                         self.evaluate(c as u16, now, out);

@@ -191,7 +191,10 @@ impl StatusBoard {
                 b.trading = Some(s.trading);
                 b.status = Some(*s);
             }),
-            Telemetry::RiskReject { .. } => {}
+            Telemetry::RiskReject { .. }
+            | Telemetry::Bbo(_)
+            | Telemetry::Funding(_)
+            | Telemetry::Fx(_) => {}
         }
     }
 

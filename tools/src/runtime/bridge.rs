@@ -332,6 +332,31 @@ fn log_trading(state: TradingState) {
     }
 }
 
+/// The store's row for a piece of engine telemetry, in Unix epoch time. Market rows keep
+/// the venue's time (their dedup keys), or take the bridge's when a venue gave none.
+fn store_event(t: Telemetry, clock: &Clock) -> Option<StoreEvent> {
+    let venue_ts = |ts: Nanos| if ts.0 == 0 { wall(clock, clock.now()) } else { ts };
+    Some(match t {
+        Telemetry::Kimp(mut k) => {
+            k.ts = wall(clock, k.ts);
+            StoreEvent::Kimp(k)
+        }
+        Telemetry::Bbo(mut b) => {
+            b.exch_ts = venue_ts(b.exch_ts);
+            StoreEvent::Bbo(b)
+        }
+        Telemetry::Funding(mut f) => {
+            f.exch_ts = venue_ts(f.exch_ts);
+            StoreEvent::Funding(f)
+        }
+        Telemetry::Fx(mut q) => {
+            q.exch_ts = venue_ts(q.exch_ts);
+            StoreEvent::Fx(q)
+        }
+        Telemetry::RiskReject { .. } | Telemetry::Status(_) => return None,
+    })
+}
+
 /// Telemetry, latency and alerts from the loop.
 fn bridge(
     rx: Receiver<Out>,
@@ -362,7 +387,8 @@ fn bridge(
         match o {
             Out::Telemetry(t) => {
                 board.on_telemetry(&t);
-                if let Telemetry::Kimp(mut k) = t {
+                let ev = store_event(t, clock);
+                if let Some(StoreEvent::Kimp(k)) = ev {
                     for (inst, stale_ms) in feeds.on_sample(k.coin, board.names(), Instant::now()) {
                         let n = board.names();
                         alert(AlertInput::Custom(AlertMsg::new(
@@ -376,9 +402,10 @@ fn bridge(
                             ),
                         )));
                     }
-                    k.ts = wall(clock, k.ts);
                     board.set_kimp(k);
-                    tx.telemetry(StoreEvent::Kimp(k));
+                }
+                if let Some(ev) = ev {
+                    tx.telemetry(ev);
                 }
             }
             Out::Alert(a) => {
