@@ -6,94 +6,30 @@
 //! `jwt_verification`, `invalid_access_key`). A start-up balance query answered 429 every
 //! time must be asked again on the back-off, not in a storm.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod kimp_run;
+
 use std::time::{Duration, Instant};
 
-use kimp::runtime::demo::demo_sim;
-use kimp::sim::config::CoinSpec;
-use kimp::sim::faults::{Faults, Scenario};
-use kimp::sim::{SimHandle, Simulator};
-
-/// A fresh directory for one test.
-fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kimp-auth-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use kimp::sim::SimHandle;
+use kimp_run::Run;
 
 fn sim(faults: &[&str]) -> SimHandle {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut sc = demo_sim(11, 1.0);
-    sc.coins = vec![CoinSpec::btc()];
-    sc.faults = Faults { list: faults.iter().map(|s| Scenario::parse(s).unwrap()).collect() };
-    Simulator::start(sc).expect("simulator")
-}
-
-fn config(sim: &SimHandle, dir: &Path) -> PathBuf {
-    let u = &sim.urls;
-    let text = include_str!("../../config/demo.toml")
-        .replace("ws://127.0.0.1:18001/websocket/v1", &u.upbit_ws)
-        .replace("http://127.0.0.1:18001", &u.upbit_rest)
-        .replace("ws://127.0.0.1:18003", &u.binance_ws)
-        .replace("http://127.0.0.1:18003", &u.binance_rest)
-        .replace("data/demo/journal", &dir.join("journal").display().to_string())
-        .replace("data/demo/ilp", &dir.join("ilp").display().to_string())
-        .replace("busy_poll = true", "busy_poll = false")
-        .replace("journal_segment_mib = 64", "journal_segment_mib = 4");
-    let p = dir.join("run.toml");
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-/// `kimp run` with the simulator's keys, `var` overridden by `value`.
-fn spawn(cfg: &Path, var: Option<(&str, &str)>, log: &Path) -> Child {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kimp"));
-    c.args(["run", "--config"]).arg(cfg);
-    for (k, v) in [
-        ("KIMP_UPBIT_ACCESS_KEY", "kimp-sim-key"),
-        ("KIMP_UPBIT_SECRET_KEY", "kimp-sim-secret"),
-        ("KIMP_BINANCE_API_KEY", "kimp-sim-key"),
-        ("KIMP_BINANCE_SECRET_KEY", "kimp-sim-secret"),
-    ] {
-        c.env(k, v);
-    }
-    if let Some((k, v)) = var {
-        c.env(k, v);
-    }
-    c.env_remove("KIMP_FAILPOINT").env_remove("RUST_LOG");
-    c.stdout(Stdio::null()).stderr(Stdio::from(std::fs::File::create(log).unwrap()));
-    c.spawn().expect("spawn kimp run")
-}
-
-/// Waits up to `limit` for the child to exit; kills it (and returns None) otherwise.
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if let Some(s) = child.try_wait().unwrap() {
-            return Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
+    kimp_run::sim(11, |sc| sc.faults = kimp_run::faults(faults))
 }
 
 /// A wrong `var` = `value` ends `kimp run` fast, with one line naming `venue` and `var`.
 fn wrong_key(name: &str, var: &str, value: &str, venue: &str) {
     let sim = sim(&[]);
-    let d = dir(name);
-    let cfg = config(&sim, &d);
-    let log = d.join("run.log");
+    let d = tempfile::tempdir().unwrap();
+    let cfg = kimp_run::demo_config(&sim, d.path(), |t| t);
     let before = sim.stats().rest_requests;
     let t0 = Instant::now();
-    let mut child = spawn(&cfg, Some((var, value)), &log);
-    let status = wait_exit(&mut child, Duration::from_secs(15));
+    let mut run = Run::start(kimp_run::command(&cfg).env(var, value), &d.path().join("run.log"));
+    let status = run.wait_exit(15);
     let took = t0.elapsed();
     let requests = sim.stats().rest_requests - before;
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    run.kill();
+    let text = run.text();
     let status = status.unwrap_or_else(|| panic!("kimp run did not exit within 15 s:\n{text}"));
     println!(
         "FIGURE auth {name}: exit {:?} after {} ms, {requests} REST requests",
@@ -112,7 +48,6 @@ fn wrong_key(name: &str, var: &str, value: &str, venue: &str) {
     // not a storm.
     assert!(requests <= 20, "{requests} REST requests:\n{text}");
     drop(sim);
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
@@ -141,10 +76,9 @@ fn wrong_upbit_access_key_is_fatal_at_start_up() {
 #[test]
 fn balance_query_answered_429_backs_off() {
     let sim = sim(&["rate_limit:venue=upbit,p=1"]);
-    let d = dir("balance-429");
-    let cfg = config(&sim, &d);
-    let log = d.join("run.log");
-    let mut child = spawn(&cfg, None, &log);
+    let d = tempfile::tempdir().unwrap();
+    let cfg = kimp_run::demo_config(&sim, d.path(), |t| t);
+    let mut run = Run::spawn(&cfg, &d.path().join("run.log"));
     // Wait for the first refusal, then count over a 5 s window.
     let end = Instant::now() + Duration::from_secs(20);
     while sim.stats().rest_429 == 0 && Instant::now() < end {
@@ -153,10 +87,9 @@ fn balance_query_answered_429_backs_off() {
     let first = sim.stats().rest_429;
     std::thread::sleep(Duration::from_secs(5));
     let refused = sim.stats().rest_429 - first;
-    let alive = child.try_wait().unwrap().is_none();
-    let _ = child.kill();
-    let _ = child.wait();
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let alive = run.alive();
+    run.kill();
+    let text = run.text();
     let lines = text.lines().filter(|l| l.contains("balance request failed")).count();
     println!("FIGURE retry balance-429: {refused} refused requests and {lines} log lines in 5 s");
     assert!(first > 0, "the simulator never answered 429:\n{text}");
@@ -165,5 +98,4 @@ fn balance_query_answered_429_backs_off() {
     assert!((1..=6).contains(&refused), "{refused} requests answered 429 in 5 s:\n{text}");
     assert!(lines <= 8, "{lines} failure lines:\n{text}");
     drop(sim);
-    let _ = std::fs::remove_dir_all(&d);
 }

@@ -8,19 +8,19 @@
 //!
 //! Each test prints one `FIGURE R8 <point> ...` line (run with `--nocapture`).
 
+mod kimp_run;
+
 use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use kimp::runtime::demo::demo_sim;
 use kimp::runtime::journal::Journal;
 use kimp::runtime::record_codec::Entry;
-use kimp::sim::config::CoinSpec;
-use kimp::sim::{SimHandle, Simulator};
+use kimp::sim::SimHandle;
 use kimp_core::action::Record;
 use kimp_core::order::ClientId;
+use kimp_run::{Run, field};
 
 /// `orphan_ms_hard` in config/demo.toml: a restart must reconcile well inside it.
 const ORPHAN_MS_HARD: u64 = 2_000;
@@ -28,71 +28,6 @@ const ORPHAN_MS_HARD: u64 = 2_000;
 const START_BTC: i64 = 100_000_000;
 /// Dust no venue accepts: under Upbit's 5,000 KRW minimum (0.00005 BTC here).
 const DUST: i64 = 5_000;
-
-fn config(sim: &SimHandle, dir: &Path) -> PathBuf {
-    let u = &sim.urls;
-    let text = include_str!("../../config/demo.toml")
-        .replace("ws://127.0.0.1:18001/websocket/v1", &u.upbit_ws)
-        .replace("http://127.0.0.1:18001", &u.upbit_rest)
-        .replace("ws://127.0.0.1:18003", &u.binance_ws)
-        .replace("http://127.0.0.1:18003", &u.binance_rest)
-        .replace("data/demo/journal", &dir.join("journal").display().to_string())
-        .replace("data/demo/ilp", &dir.join("ilp").display().to_string())
-        .replace("busy_poll = true", "busy_poll = false")
-        .replace("journal_segment_mib = 64", "journal_segment_mib = 4")
-        .replace("exit_min_profit_krw = 20000", "exit_min_profit_krw = 0");
-    let p = dir.join("crash.toml");
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-fn spawn(cfg: &Path, failpoint: Option<&str>, log: &Path) -> Child {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kimp"));
-    c.args(["run", "--config"]).arg(cfg);
-    c.env("KIMP_UPBIT_ACCESS_KEY", "kimp-sim-key")
-        .env("KIMP_UPBIT_SECRET_KEY", "kimp-sim-secret")
-        .env("KIMP_BINANCE_API_KEY", "kimp-sim-key")
-        .env("KIMP_BINANCE_SECRET_KEY", "kimp-sim-secret")
-        .env_remove("KIMP_FAILPOINT")
-        .env_remove("RUST_LOG");
-    if let Some(fp) = failpoint {
-        c.env("KIMP_FAILPOINT", fp);
-    }
-    c.stdout(Stdio::null()).stderr(Stdio::from(std::fs::File::create(log).unwrap()));
-    c.spawn().expect("spawn kimp run")
-}
-
-/// Waits for the child to exit by itself (the failpoint), up to `secs`.
-fn wait_exit(child: &mut Child, secs: u64) -> Option<std::process::ExitStatus> {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if let Some(s) = child.try_wait().unwrap() {
-            return Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
-/// The first log line containing `needle`, waiting up to `secs` for it.
-fn wait_log(log: &Path, needle: &str, secs: u64) -> Option<String> {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if let Ok(s) = std::fs::read_to_string(log)
-            && let Some(l) = s.lines().find(|l| l.contains(needle))
-        {
-            return Some(l.to_owned());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    None
-}
-
-/// `key=<value>` in a log line.
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let at = line.find(&format!(" {key}="))? + key.len() + 2;
-    line[at..].split_whitespace().next()
-}
 
 /// What the venues did with our orders: client id → (times received, quantity executed).
 fn venue_orders(sim: &SimHandle) -> HashMap<String, (u32, i64)> {
@@ -159,30 +94,21 @@ struct Figures {
 /// on the same journal with the premium back below exit, waits until both venues are
 /// flat, stops it, and checks I1, I3, I4 (no halt), I7.
 fn run_crash(failpoint: &str, seed: u64) -> Figures {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut sc = demo_sim(seed, 1.0);
-    sc.coins = vec![CoinSpec::btc()];
-    let sim = Simulator::start(sc).expect("simulator");
+    let sim = kimp_run::sim(seed, |_| {});
     let premium = |p: f64| sim.with_world(|w| w.mkt.coins[0].premium = p);
     premium(0.02);
-    let dir = std::env::temp_dir().join(format!("kimp-crash-{failpoint}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = config(&sim, &dir);
-    let dump = |log: &Path| std::fs::read_to_string(log).unwrap_or_default();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let cfg = kimp_run::config(&sim, dir, |t| t);
 
     // Run 1: dies at the failpoint once the premium crosses the entry level.
-    let log1 = dir.join("run1.log");
-    let mut c1 = spawn(&cfg, Some(failpoint), &log1);
-    assert!(
-        wait_log(&log1, "reconciled", 20).is_some(),
-        "run 1 never reconciled:\n{}",
-        dump(&log1)
-    );
+    let mut c1 =
+        Run::start(kimp_run::command(&cfg).env("KIMP_FAILPOINT", failpoint), &dir.join("run1.log"));
+    assert!(c1.wait_log("reconciled", 20).is_some(), "run 1 never reconciled:\n{}", c1.text());
     premium(0.036);
-    let status = wait_exit(&mut c1, 20).expect("the failpoint never fired");
+    let status = c1.wait_exit(20).expect("the failpoint never fired");
     assert_eq!(status.signal(), Some(libc::SIGKILL), "run 1 was not SIGKILLed: {status:?}");
-    assert!(dump(&log1).contains(&format!("failpoint {failpoint}: SIGKILL")));
+    assert!(c1.text().contains(&format!("failpoint {failpoint}: SIGKILL")));
     let run1_wire = venue_orders(&sim).len();
 
     // Run 2 on the same journal, the premium now below the exit level: reconcile, repair
@@ -191,11 +117,10 @@ fn run_crash(failpoint: &str, seed: u64) -> Figures {
     // Let the simulator publish books at the new premium (it steps every 100 ms): a book
     // from before the change would be a fresh 3.6 % and the restart would enter on it.
     std::thread::sleep(Duration::from_millis(300));
-    let log2 = dir.join("run2.log");
     let t0 = Instant::now();
-    let mut c2 = spawn(&cfg, None, &log2);
-    let replay = wait_log(&log2, "journal replayed epoch=2", 20).expect("run 2 did not replay");
-    let rec = wait_log(&log2, "reconciled", 30).expect("run 2 never reconciled");
+    let mut c2 = Run::spawn(&cfg, &dir.join("run2.log"));
+    let replay = c2.wait_log("journal replayed epoch=2", 20).expect("run 2 did not replay");
+    let rec = c2.wait_log("reconciled", 30).expect("run 2 never reconciled");
     let spawn_to_reconciled_ms = t0.elapsed().as_millis();
     let end = Instant::now() + Duration::from_secs(20);
     let mut flat_since: Option<Instant> = None;
@@ -211,10 +136,9 @@ fn run_crash(failpoint: &str, seed: u64) -> Figures {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    // SAFETY: kill(2) with the child's pid.
-    unsafe { libc::kill(c2.id() as i32, libc::SIGINT) };
-    let s2 = wait_exit(&mut c2, 20).expect("run 2 did not stop");
-    let log = dump(&log2);
+    c2.signal(libc::SIGINT);
+    let s2 = c2.wait_exit(20).expect("run 2 did not stop");
+    let log = c2.text();
     assert!(s2.success(), "run 2 exit: {s2:?}\n{log}");
 
     let fig = Figures {
@@ -247,7 +171,7 @@ fn run_crash(failpoint: &str, seed: u64) -> Figures {
     let (pos, delta) = positions(&sim);
     // On a failure: both runs' logs, every venue order and the journal.
     let detail = || {
-        let mut d = format!("run 1:\n{}\nrun 2:\n{log}\n", dump(&log1));
+        let mut d = format!("run 1:\n{}\nrun 2:\n{log}\n", c1.text());
         sim.with_world(|w| {
             w.upbit.orders.iter().for_each(|o| d += &format!("upbit {o:?}\n"));
             w.binance.orders.iter().for_each(|o| d += &format!("binance {o:?}\n"));
@@ -282,7 +206,6 @@ fn run_crash(failpoint: &str, seed: u64) -> Figures {
     assert_eq!(pos, 0, "pair not closed: perp {pos}\n{}", detail());
     assert!(delta.abs() <= DUST, "Upbit not flat: {delta}\n{}", detail());
     sim.shutdown();
-    let _ = std::fs::remove_dir_all(&dir);
     fig
 }
 

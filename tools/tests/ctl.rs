@@ -9,11 +9,9 @@ mod kimp_run;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 
-use kimp::runtime::demo::demo_sim;
 use kimp::runtime::journal::Journal;
 use kimp::runtime::record_codec::Entry;
-use kimp::sim::config::CoinSpec;
-use kimp::sim::{SimHandle, Simulator};
+use kimp::sim::SimHandle;
 use kimp_core::action::{HaltReason, Record, TradingState};
 use kimp_core::units::Nanos;
 use kimp_run::{Run, ctl, kimp, wait_for};
@@ -24,11 +22,8 @@ const START_BTC: i64 = 100_000_000;
 const DUST: i64 = 5_000;
 
 fn sim(seed: u64, premium: f64) -> SimHandle {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut sc = demo_sim(seed, 1.0);
-    sc.coins = vec![CoinSpec::btc()];
-    let sim = Simulator::start(sc).expect("simulator");
-    sim.with_world(|w| w.mkt.coins[0].premium = premium);
+    let sim = kimp_run::sim(seed, |_| {});
+    set_premium(&sim, premium);
     sim
 }
 

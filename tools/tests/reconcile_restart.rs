@@ -6,15 +6,13 @@
 //!
 //! Prints one `FIGURE reconcile_restart ...` line (run with `--nocapture`).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod kimp_run;
 
-use kimp::runtime::demo::demo_sim;
+use std::path::Path;
+use std::time::Instant;
+
 use kimp::runtime::journal::Journal;
 use kimp::runtime::record_codec::Entry;
-use kimp::sim::config::CoinSpec;
-use kimp::sim::{SimHandle, Simulator};
 use kimp_core::action::{PairRecord, PnlSplit, Purpose, Record};
 use kimp_core::config::Direction;
 use kimp_core::event::Side;
@@ -22,25 +20,10 @@ use kimp_core::instrument::InstrumentId;
 use kimp_core::order::{ClientId, Leg, OrderKind, OrderRequest, OrderState};
 use kimp_core::pair::PairState;
 use kimp_core::units::{Nanos, Price, Qty, Quote};
+use kimp_run::{Run, field};
 
 const QTY: i64 = 1_000_000;
 const E8: i64 = 100_000_000;
-
-fn config(sim: &SimHandle, dir: &Path) -> PathBuf {
-    let u = &sim.urls;
-    let text = include_str!("../../config/demo.toml")
-        .replace("ws://127.0.0.1:18001/websocket/v1", &u.upbit_ws)
-        .replace("http://127.0.0.1:18001", &u.upbit_rest)
-        .replace("ws://127.0.0.1:18003", &u.binance_ws)
-        .replace("http://127.0.0.1:18003", &u.binance_rest)
-        .replace("data/demo/journal", &dir.join("journal").display().to_string())
-        .replace("data/demo/ilp", &dir.join("ilp").display().to_string())
-        .replace("busy_poll = true", "busy_poll = false")
-        .replace("journal_segment_mib = 64", "journal_segment_mib = 4");
-    let p = dir.join("reconcile.toml");
-    std::fs::write(&p, text).unwrap();
-    p
-}
 
 /// The journal of a previous run (epoch 1) that opened one hedged BTC pair, at prices that
 /// make an exit unprofitable (the pair stays open whatever the market does).
@@ -100,71 +83,23 @@ fn journal_with_hedged_pair(dir: &Path) {
     }
 }
 
-fn spawn(cfg: &Path, log: &Path) -> Child {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kimp"));
-    c.args(["run", "--config"]).arg(cfg);
-    c.env("KIMP_UPBIT_ACCESS_KEY", "kimp-sim-key")
-        .env("KIMP_UPBIT_SECRET_KEY", "kimp-sim-secret")
-        .env("KIMP_BINANCE_API_KEY", "kimp-sim-key")
-        .env("KIMP_BINANCE_SECRET_KEY", "kimp-sim-secret")
-        .env_remove("KIMP_FAILPOINT")
-        .env_remove("RUST_LOG");
-    c.stdout(Stdio::null()).stderr(Stdio::from(std::fs::File::create(log).unwrap()));
-    c.spawn().expect("spawn kimp run")
-}
-
-/// The first log line containing `needle`, waiting up to `secs` for it.
-fn wait_log(log: &Path, needle: &str, secs: u64) -> Option<String> {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if let Ok(s) = std::fs::read_to_string(log)
-            && let Some(l) = s.lines().find(|l| l.contains(needle))
-        {
-            return Some(l.to_owned());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    None
-}
-
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let at = line.find(&format!(" {key}="))? + key.len() + 2;
-    line[at..].split_whitespace().next()
-}
-
 #[test]
 fn a_restart_on_a_pair_the_venue_does_not_hold_is_halted_and_says_why() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut sc = demo_sim(31, 1.0);
-    sc.coins = vec![CoinSpec::btc()];
-    let sim = Simulator::start(sc).expect("simulator");
-    let dir = std::env::temp_dir().join(format!("kimp-reconcile-restart-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    journal_with_hedged_pair(&dir);
-    let cfg = config(&sim, &dir);
-    let log = dir.join("run.log");
+    let sim = kimp_run::sim(31, |_| {});
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    journal_with_hedged_pair(dir);
+    let cfg = kimp_run::demo_config(&sim, dir, |t| t);
     let t0 = Instant::now();
-    let mut child = spawn(&cfg, &log);
-    let dump = || std::fs::read_to_string(&log).unwrap_or_default();
-    let rec = wait_log(&log, "reconciled", 30);
-    let alert = wait_log(&log, "POSITION MISMATCH", 10);
-    let halted = wait_log(&log, "trading: HALTED (mismatch)", 10);
+    let mut run = Run::spawn(&cfg, &dir.join("run.log"));
+    let rec = run.wait_log("reconciled", 30);
+    let alert = run.wait_log("POSITION MISMATCH", 10);
+    let halted = run.wait_log("trading: HALTED (mismatch)", 10);
     let took = t0.elapsed();
-    // SAFETY: kill(2) with the child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let end = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if Instant::now() >= end {
-            let _ = child.kill();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let text = dump();
+    run.signal(libc::SIGINT);
+    let status = run.wait_exit(20);
+    run.kill();
+    let text = run.text();
     let rec = rec.unwrap_or_else(|| panic!("never reconciled:\n{text}"));
     let state = field(&rec, "state").unwrap_or("?").to_owned();
     let orders = sim.with_world(|w| w.upbit.orders.len() + w.binance.orders.len());
@@ -179,5 +114,4 @@ fn a_restart_on_a_pair_the_venue_does_not_hold_is_halted_and_says_why() {
     assert!(halted.is_some(), "no trading-state line:\n{text}");
     assert_eq!(orders, 0, "an order reached a venue");
     assert!(status.is_some_and(|s| s.success()), "exit: {status:?}\n{text}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -6,10 +6,6 @@
 
 mod kimp_run;
 
-use kimp::runtime::demo::demo_sim;
-use kimp::sim::Simulator;
-use kimp::sim::config::CoinSpec;
-use kimp::sim::faults::{Faults, Scenario};
 use kimp_run::Run;
 
 /// Seconds of the day of a log line's RFC 3339 timestamp (`2026-12-03T09:01:36.123456Z`).
@@ -23,17 +19,13 @@ fn secs_of_day(line: &str) -> Option<f64> {
 
 #[test]
 fn kimp_run_logs_status_lines_feed_recovery_reconnects_and_a_quiet_ctrl_c() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut sc = demo_sim(47, 1.0);
-    sc.coins = vec![CoinSpec::btc()];
     // Upbit's books freeze (old timestamps repeated) 10 s in for 3 s (well after the run
     // is trading, even on a loaded machine); every Binance WebSocket is closed 16 s in.
     let faults = [
         "freeze:venue=upbit,after=10000,for=3000",
         "disconnect:venue=binance,p=1,after=16000,for=900",
     ];
-    sc.faults = Faults { list: faults.iter().map(|s| Scenario::parse(s).unwrap()).collect() };
-    let sim = Simulator::start(sc).expect("simulator");
+    let sim = kimp_run::sim(47, |sc| sc.faults = kimp_run::faults(&faults));
     sim.with_world(|w| w.mkt.coins[0].premium = 0.012);
     let dir = tempfile::tempdir().unwrap();
     let cfg = kimp_run::config(&sim, dir.path(), |t| {

@@ -4,80 +4,39 @@
 //! closes once net PnL is positive; the store's files hold the orders, fills and pairs,
 //! and the simulator's accounts agree with the engine.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+mod kimp_run;
 
-use kimp::runtime::bridge::Sidecars;
+use std::time::Duration;
+
 use kimp::runtime::config::Config;
-use kimp::runtime::demo::{demo_sim, point_at, sim_keys};
-use kimp::runtime::run::{self, BuildOptions};
-use kimp::sim::Simulator;
-use kimp::sim::config::CoinSpec;
+use kimp::runtime::demo::point_at;
 use kimp_core::action::TradingState;
 use kimp_core::pair::PairState;
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kimp-e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-/// Polls `f` until it is true or `secs` pass.
-fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
+use kimp_run::{InProcess, wait_for};
 
 #[test]
 fn pair_opens_at_the_threshold_and_closes_only_in_profit() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut sc = demo_sim(11, 1.0);
-    sc.coins = vec![CoinSpec::btc()];
-    let sim = Simulator::start(sc).expect("simulator");
+    let sim = kimp_run::sim(11, |_| {});
     let set_premium = |p: f64| sim.with_world(|w| w.mkt.coins[0].premium = p);
     set_premium(0.020);
 
-    let dir = tmp("pair");
+    let dir = tempfile::tempdir().unwrap();
     let mut cfg =
         Config::parse(include_str!("../../config/demo.toml"), std::path::Path::new("demo.toml"))
             .unwrap();
-    point_at(&mut cfg, &sim, &dir);
+    point_at(&mut cfg, &sim, dir.path());
     cfg.strategy.exit_min_profit_krw = 0; // the operators' rule: close when net PnL > 0
     cfg.runtime.busy_poll = false;
-    let rt = run::build(&cfg, &sim_keys(), &BuildOptions::default()).expect("runtime");
-    let sidecars = Sidecars::start(
-        &cfg,
-        &rt.tl.core.markets,
-        rt.tl.clock,
-        rt.out_rx.clone(),
-        rt.journal_tail,
-        rt.control_tx.clone(),
-    )
-    .expect("sidecars");
-    let board = sidecars.board.clone();
-    let stop = Arc::new(AtomicBool::new(false));
-    let loop_stop = stop.clone();
-    let mut tl = rt.tl;
-    let trading = std::thread::spawn(move || {
-        tl.run(&loop_stop, Duration::from_secs(3)).expect("loop");
-        tl
-    });
+    let run = InProcess::start(&cfg);
+    let board = run.board.clone();
 
     // Reconciled and quoting, at 2 %: no pair.
     assert!(
-        wait_for(15, || board.snapshot().trading == Some(TradingState::Active)),
+        wait_for(15.0, || board.snapshot().trading == Some(TradingState::Active)),
         "never reconciled"
     );
     assert!(
-        wait_for(10, || board.snapshot().kimp.first().is_some_and(|k| k.is_some())),
+        wait_for(10.0, || board.snapshot().kimp.first().is_some_and(|k| k.is_some())),
         "no premium samples"
     );
     std::thread::sleep(Duration::from_secs(1));
@@ -86,7 +45,7 @@ fn pair_opens_at_the_threshold_and_closes_only_in_profit() {
     // The premium crosses 3 %: a pair opens and both legs fill.
     set_premium(0.036);
     let hedged =
-        wait_for(15, || board.snapshot().open_pairs.values().any(|p| p.to == PairState::Hedged));
+        wait_for(15.0, || board.snapshot().open_pairs.values().any(|p| p.to == PairState::Hedged));
     assert!(hedged, "no hedged pair: {:?}", board.snapshot().open_pairs);
     let entry = *board.snapshot().open_pairs.values().next().unwrap();
     assert!(entry.entry_premium_bps >= 300.0, "{entry:?}");
@@ -100,18 +59,16 @@ fn pair_opens_at_the_threshold_and_closes_only_in_profit() {
 
     // Converged: closed with net PnL > 0.
     set_premium(0.018);
-    assert!(wait_for(15, || board.snapshot().pnl.closed == 1), "pair never closed");
+    assert!(wait_for(15.0, || board.snapshot().pnl.closed == 1), "pair never closed");
     let b = board.snapshot();
     assert!(b.pnl.realized.net().0 > 0, "closed without profit: {:?}", b.pnl);
 
-    stop.store(true, Ordering::Relaxed);
-    let tl = trading.join().expect("loop thread");
-    assert_eq!(tl.core.engine.live_orders().count(), 0);
-    let wire = tl.orders.stats.wire_orders;
-    let intents = tl.core.engine.stats().intents;
-    assert!(wire <= 2 * intents, "Knight control: {wire} orders for {intents} intents");
-    drop(tl);
-    sidecars.shutdown();
+    run.stop(|tl| {
+        assert_eq!(tl.core.engine.live_orders().count(), 0);
+        let wire = tl.orders.stats.wire_orders;
+        let intents = tl.core.engine.stats().intents;
+        assert!(wire <= 2 * intents, "Knight control: {wire} orders for {intents} intents");
+    });
 
     // The simulator agrees: flat on Binance, Upbit BTC back where it started.
     sim.with_world(|w| {
@@ -123,7 +80,7 @@ fn pair_opens_at_the_threshold_and_closes_only_in_profit() {
 
     // The store's local files hold the orders, fills and pair records.
     let mut ilp = String::new();
-    for f in std::fs::read_dir(dir.join("ilp")).unwrap() {
+    for f in std::fs::read_dir(dir.path().join("ilp")).unwrap() {
         ilp.push_str(&std::fs::read_to_string(f.unwrap().path()).unwrap());
     }
     for needle in [
@@ -136,7 +93,6 @@ fn pair_opens_at_the_threshold_and_closes_only_in_profit() {
         assert!(ilp.contains(needle), "store files lack {needle}");
     }
     sim.shutdown();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Canary keys through a real `kimp run` process that trades: no byte of a secret may
@@ -146,27 +102,11 @@ fn canary_keys_never_leave_the_process() {
     use kimp::sim::config::ApiKeyPair;
     const KEY: &str = "CANARYkey7c1e9a44d2";
     const SECRET: &str = "CANARYsecret5b0f8e13aa";
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut sc = demo_sim(12, 1.0);
-    sc.coins = vec![CoinSpec::btc()];
-    sc.accounts = vec![ApiKeyPair::new(KEY, SECRET)];
-    let sim = Simulator::start(sc).expect("simulator");
+    let sim = kimp_run::sim(12, |sc| sc.accounts = vec![ApiKeyPair::new(KEY, SECRET)]);
     sim.with_world(|w| w.mkt.coins[0].premium = 0.02);
-    let dir = tmp("canary");
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg_text = include_str!("../../config/demo.toml")
-        .replace("ws://127.0.0.1:18001/websocket/v1", &sim.urls.upbit_ws)
-        .replace("http://127.0.0.1:18001", &sim.urls.upbit_rest)
-        .replace("ws://127.0.0.1:18003", &sim.urls.binance_ws)
-        .replace("http://127.0.0.1:18003", &sim.urls.binance_rest)
-        .replace("data/demo/journal", &dir.join("journal").display().to_string())
-        .replace("data/demo/ilp", &dir.join("ilp").display().to_string())
-        .replace("busy_poll = true", "busy_poll = false");
-    let cfg_path = dir.join("canary.toml");
-    std::fs::write(&cfg_path, cfg_text).unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_kimp"))
-        .args(["run", "--config"])
-        .arg(&cfg_path)
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = kimp_run::demo_config(&sim, dir.path(), |t| t);
+    let child = kimp_run::command(&cfg_path)
         .env("RUST_LOG", "trace")
         .env("KIMP_UPBIT_ACCESS_KEY", KEY)
         .env("KIMP_UPBIT_SECRET_KEY", SECRET)
@@ -194,7 +134,7 @@ fn canary_keys_never_leave_the_process() {
     haystack.extend_from_slice(&out.stderr);
     let mut files = 0;
     for sub in ["journal", "ilp"] {
-        for f in std::fs::read_dir(dir.join(sub)).unwrap() {
+        for f in std::fs::read_dir(dir.path().join(sub)).unwrap() {
             haystack.extend(std::fs::read(f.unwrap().path()).unwrap());
             files += 1;
         }
@@ -221,5 +161,4 @@ fn canary_keys_never_leave_the_process() {
         );
     }
     sim.shutdown();
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,35 +3,17 @@
 //! as shipped. Pairs must open at the configured threshold and close in profit, which
 //! they never did while the default market hovered at 2 % and the config waited for 3 %.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+mod kimp_run;
 
-use kimp::runtime::bridge::Sidecars;
+use std::path::Path;
+use std::time::Instant;
+
 use kimp::runtime::config::Config;
-use kimp::runtime::demo::{point_at, sim_keys};
-use kimp::runtime::run::{self, BuildOptions};
+use kimp::runtime::demo::point_at;
 use kimp::sim::Simulator;
 use kimp::sim::config::SimConfig;
 use kimp_core::action::TradingState;
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kimp-sim-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
+use kimp_run::{InProcess, wait_for};
 
 #[test]
 fn the_default_config_trades_against_the_default_simulator() {
@@ -39,47 +21,28 @@ fn the_default_config_trades_against_the_default_simulator() {
     // `kimp sim`'s defaults (seed 1, BTC and ETH, the default market), 4x faster so the
     // first minutes of simulated time pass in seconds.
     let sim = Simulator::start(SimConfig { speed: 4.0, ..SimConfig::default() }).expect("sim");
-    let dir = tmp("paper");
+    let dir = tempfile::tempdir().unwrap();
     let text = include_str!("../../config/default.toml");
     let mut cfg = Config::parse(text, Path::new("config/default.toml")).expect("default.toml");
-    point_at(&mut cfg, &sim, &dir);
+    point_at(&mut cfg, &sim, dir.path());
     cfg.runtime.busy_poll = false; // the test machine's cores are shared
-    let rt = run::build(&cfg, &sim_keys(), &BuildOptions::default()).expect("runtime");
-    let sidecars = Sidecars::start(
-        &cfg,
-        &rt.tl.core.markets,
-        rt.tl.clock,
-        rt.out_rx.clone(),
-        rt.journal_tail,
-        rt.control_tx.clone(),
-    )
-    .expect("sidecars");
-    let board = sidecars.board.clone();
-    let stop = Arc::new(AtomicBool::new(false));
-    let loop_stop = stop.clone();
-    let mut tl = rt.tl;
-    let trading = std::thread::spawn(move || {
-        tl.run(&loop_stop, Duration::from_secs(3)).expect("loop");
-        tl
-    });
+    let run = InProcess::start(&cfg);
+    let board = run.board.clone();
     assert!(
-        wait_for(20, || board.snapshot().trading == Some(TradingState::Active)),
+        wait_for(20.0, || board.snapshot().trading == Some(TradingState::Active)),
         "never reconciled"
     );
     let started = Instant::now();
-    let closed = wait_for(120, || board.snapshot().pnl.closed >= 1);
+    let closed = wait_for(120.0, || board.snapshot().pnl.closed >= 1);
     let b = board.snapshot();
-    stop.store(true, Ordering::Relaxed);
-    let tl = trading.join().expect("loop thread");
-    drop(tl);
-    sidecars.shutdown();
+    run.stop(|_| {});
     assert!(sim.failure().is_none(), "{:?}", sim.failure());
     sim.shutdown();
     let mut ilp = String::new();
-    for f in std::fs::read_dir(dir.join("ilp")).expect("store dir") {
+    for f in std::fs::read_dir(dir.path().join("ilp")).expect("store dir") {
         ilp.push_str(&std::fs::read_to_string(f.expect("entry").path()).expect("ilp"));
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     assert!(closed, "no pair closed in 120 s: {:?} open {:?}", b.pnl, b.open_pairs);
     assert!(b.pnl.realized.net().0 > 0, "closed without profit: {:?}", b.pnl);
     let entries: Vec<f64> = ilp
