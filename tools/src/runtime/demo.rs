@@ -42,25 +42,8 @@ pub struct DemoArgs {
     pub speed: f64,
 }
 
-/// Parses `30s`, `500ms`, `2m`, `1h` or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s
-        .trim()
-        .split_at(s.trim().find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.trim().len()));
-    let v: f64 =
-        num.trim().parse().map_err(|_| format!("{s:?} is not a duration like 30s, 2m or 500ms"))?;
-    let secs = match unit {
-        "" | "s" => v,
-        "ms" => v / 1_000.0,
-        "m" => v * 60.0,
-        "h" => v * 3_600.0,
-        _ => return Err(format!("unknown unit {unit:?} in {s:?} (use ms, s, m or h)")),
-    };
-    if !(secs.is_finite() && secs > 0.0) {
-        return Err(format!("{s:?} must be positive"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
+/// The one duration syntax of every `kimp` command (`30s`, `500ms`, `10m`, `2h`).
+pub use crate::research::timefmt::parse_duration_arg as parse_duration;
 
 /// The simulator configuration of the demo: the premium process itself is frozen (no
 /// reversion, tiny noise) because [`drive_premium`] moves it along a visible cycle.

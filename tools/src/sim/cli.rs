@@ -126,9 +126,10 @@ pub struct SimArgs {
     /// in bps (jumps are twice that); 0 = a flat premium.
     #[arg(long, value_name = "BPS", default_value_t = DEFAULT_PREMIUM_VOL_BPS, value_parser = parse_premium_vol)]
     pub premium_vol: f64,
-    /// Funding interval in simulated seconds.
-    #[arg(long, default_value_t = 8 * 3600)]
-    pub funding_interval_s: u64,
+    /// Funding interval in simulated time (`8h`, `30m`; a bare number is seconds).
+    #[arg(long, alias = "funding-interval-s", value_name = "DURATION", default_value = "8h",
+          value_parser = crate::research::timefmt::parse_duration_arg)]
+    pub funding_interval: Duration,
     /// Serve TLS (https/wss) with a generated self-signed certificate.
     #[arg(long)]
     pub tls: bool,
@@ -138,9 +139,10 @@ pub struct SimArgs {
     /// Print the base URLs as one JSON line on stdout.
     #[arg(long)]
     pub print_urls: bool,
-    /// Stop after this many seconds (default: run until Ctrl-C).
-    #[arg(long, value_name = "SECONDS")]
-    pub duration: Option<f64>,
+    /// Stop after this long (`30s`, `10m`, `2h`; a bare number is seconds; default: run
+    /// until Ctrl-C).
+    #[arg(long, value_name = "DURATION", value_parser = crate::research::timefmt::parse_duration_arg)]
+    pub duration: Option<Duration>,
     /// `swarm`: seeded deterministic-simulation runs of the engine instead (tools/src/dst).
     #[command(subcommand)]
     pub action: Option<SimAction>,
@@ -170,10 +172,10 @@ impl SimArgs {
         for f in &self.replay {
             anyhow::ensure!(f.is_file(), "replay file not found: {}", f.display());
         }
-        if let Some(d) = self.duration {
-            anyhow::ensure!(d.is_finite() && d > 0.0, "duration must be positive seconds");
-        }
-        anyhow::ensure!(self.funding_interval_s > 0, "funding interval must be positive");
+        anyhow::ensure!(
+            self.funding_interval.as_millis() > 0,
+            "--funding-interval must be at least 1ms"
+        );
         let mut market = super::config::MarketParams::default();
         market.set_premium_vol(self.premium_vol / 10_000.0);
         let cfg = SimConfig {
@@ -187,7 +189,8 @@ impl SimArgs {
             faults: Faults { list: self.scenarios.clone() },
             replay: self.replay.clone(),
             coins,
-            funding_interval_ms: self.funding_interval_s * 1_000,
+            funding_interval_ms: u64::try_from(self.funding_interval.as_millis())
+                .unwrap_or(u64::MAX),
             ..SimConfig::default()
         };
         cfg.validate().map_err(anyhow::Error::msg)?;
@@ -251,7 +254,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     let mut last_report = Instant::now();
     loop {
         if let Some(d) = args.duration
-            && started.elapsed().as_secs_f64() >= d
+            && started.elapsed() >= d
         {
             break;
         }
