@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use crossbeam_channel::{Receiver, Sender, bounded};
-use kimp_core::action::{Alert, Record, Telemetry, TradingState};
+use kimp_core::action::{Alert, HaltReason, HaltSet, Record, Telemetry, TradingState};
 use kimp_core::engine::Markets;
 use kimp_core::event::Control;
 use kimp_core::units::Nanos;
@@ -262,6 +262,7 @@ fn tail_journal(
 ) {
     let mut buf = Vec::with_capacity(1_024);
     let mut seq = 0u64;
+    let mut last_state = None;
     loop {
         // Read once more after the stop flag so the last records are not left behind.
         let stopping = gate.hold();
@@ -272,7 +273,11 @@ fn tail_journal(
         for (ts, e) in &buf {
             seq += 1;
             if let Entry::Record(r) = e {
-                if let Record::Trading { state } = r {
+                // A state journaled again unchanged (each new reason re-journals the set)
+                // is one line for the operator.
+                if let Record::Trading { state } = r
+                    && last_state.replace(*state) != Some(*state)
+                {
                     log_trading(*state);
                 }
                 board.on_record(wall(clock, *ts), r);
@@ -325,7 +330,8 @@ fn trading_line(state: TradingState) -> String {
 
 fn log_trading(state: TradingState) {
     let line = trading_line(state);
-    if state.halts().is_empty() {
+    // A clean stop (Ctrl-C, SIGTERM) is routine: only a risk or operator halt warns.
+    if state.halts().is_empty() || state.halts() == HaltSet::of(HaltReason::Shutdown) {
         tracing::info!(state = labels::trading_state(state), "{line}");
     } else {
         tracing::warn!(state = labels::trading_state(state), "{line}");
