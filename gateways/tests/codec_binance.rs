@@ -215,7 +215,7 @@ fn recorded_data_parses_completely_on_both_paths() {
 /// The same over the full recordings beside the checkout (opt-in: `cargo test -p
 /// kimp-gateways --test codec_binance -- --ignored`, needs ../shared/data).
 #[test]
-#[ignore = "reads the full recordings in ../shared/data"]
+#[ignore = "reads the full recordings in shared/data beside the checkout"]
 fn full_recorded_data_parses_completely_on_both_paths() {
     // One REST snapshot per recording that has one (README): 5 futures, 2 spot.
     let e = Expect { depth: 10_000, bbo: 50_000, trade: 10_000, funding: 400, snapshots: (5, 2) };

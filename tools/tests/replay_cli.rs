@@ -52,7 +52,7 @@ fn replayed_book_top_matches_the_recorded_book_ticker() {
 /// The same on the whole 6-minute recording (opt-in: needs ../shared/data; run with
 /// `cargo test -p kimp --test replay_cli -- --ignored`).
 #[test]
-#[ignore = "reads the full recording in ../shared/data"]
+#[ignore = "reads the full recording in shared/data beside the checkout"]
 fn full_replayed_book_top_matches_the_recorded_book_ticker() {
     book_top_matches(&locate::shared(RECORDING), 60_000, 500);
 }
