@@ -98,3 +98,41 @@ fn tidy_detects_a_banned_pattern() {
     assert!(caught("let t = std::time::Instant::now();"));
     assert!(!caught("// never call Instant::now here"));
 }
+
+/// Folders `cargo test --workspace` builds whose sources may read `../shared` beside the
+/// checkout: benchmarks, examples and the opt-in real-QuestDB suite.
+const MAY_READ_SHARED: &[&str] = &["/examples/", "/tests/questdb/", "/tests/questdb_real.rs"];
+
+/// The folder beside the checkout, spelled in two parts so this file does not match itself.
+const SHARED: &str = concat!("..", "/shared");
+
+/// True when a source line (outside its comment) builds a path to `../shared`.
+fn reads_shared(line: &str) -> bool {
+    line.split("//").next().unwrap_or("").contains(SHARED)
+}
+
+#[test]
+fn tests_read_their_data_from_testdata_not_from_beside_the_checkout() {
+    // A fresh clone must pass the suite: test data lives in testdata/ (testdata/README.md).
+    let mut files = Vec::new();
+    for d in ["core", "gateways", "sidecars", "tools", "tests"] {
+        rust_files(&root().join(d), &mut files);
+    }
+    assert!(files.len() > 50, "sources not found");
+    for f in files {
+        let path = f.to_string_lossy().replace('\\', "/");
+        if MAY_READ_SHARED.iter().any(|m| path.contains(m)) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).expect("read source");
+        for (n, line) in text.lines().enumerate() {
+            assert!(!reads_shared(line), "{path}:{}: reads {SHARED}; use testdata/", n + 1);
+        }
+    }
+}
+
+#[test]
+fn tidy_detects_a_read_of_shared() {
+    assert!(reads_shared(&format!(r#"let p = dir.join("../{SHARED}/data/x.gz");"#)));
+    assert!(!reads_shared(&format!("// the full file is in {SHARED}/data")));
+}

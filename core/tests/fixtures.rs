@@ -1,9 +1,7 @@
-//! Book sync against the protocol fixtures (../shared/fixtures/protocol): the official
+//! Book sync against the protocol fixtures (testdata/fixtures/protocol): the official
 //! USD-M and spot procedures must produce the expected books, and the gap file must
 //! trigger a resync at its third line. JSON is read with serde_json here because the
 //! engine has no parser of its own; the gateways' codecs are tested on the same files.
-
-use std::path::PathBuf;
 
 use kimp_core::book::{Book, BookState, DiffOutcome, SeqRule};
 use kimp_core::event::{BookSnapshot, DepthDiff, Level};
@@ -11,9 +9,11 @@ use kimp_core::instrument::{InstrumentId, TickRule};
 use kimp_core::units::{Nanos, Price, Qty};
 use serde_json::Value;
 
+#[path = "../../testdata/locate.rs"]
+mod locate;
+
 fn fixture(name: &str) -> String {
-    let p =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/protocol").join(name);
+    let p = locate::testdata(&format!("fixtures/protocol/{name}"));
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 

@@ -191,15 +191,46 @@ fn documented_sync_scenario_gives_the_expected_book() {
     let _ = Side::Buy;
 }
 
-/// Every recorded line parses on both paths with identical results, and the futures
-/// update-id chains are continuous (`pu == previous u`), spot (`U == previous u + 1`).
+/// What a recording set must give per venue folder: more depth, bbo, trade and (futures)
+/// funding messages than these, and exactly this many REST snapshots (futures, spot).
+struct Expect {
+    depth: u64,
+    bbo: u64,
+    trade: u64,
+    funding: u64,
+    snapshots: (u64, u64),
+}
+
+/// Every recorded line of the repository's slices (testdata/README.md) parses on both
+/// paths with identical results, and the update-id chains are continuous.
 #[test]
 fn recorded_data_parses_completely_on_both_paths() {
+    // Counted on the slices: usdm depth 9,246 bbo 29,255 trade 6,195 funding 99; spot
+    // depth 5,815 bbo 22,739 trade 6,532; one REST snapshot per slice that has one:
+    // 3 futures, 2 spot.
+    let e = Expect { depth: 5_000, bbo: 20_000, trade: 6_000, funding: 90, snapshots: (3, 2) };
+    recorded_data_parses(locate::testdata, &e);
+}
+
+/// The same over the full recordings beside the checkout (opt-in: `cargo test -p
+/// kimp-gateways --test codec_binance -- --ignored`, needs ../shared/data).
+#[test]
+#[ignore = "reads the full recordings in shared/data beside the checkout"]
+fn full_recorded_data_parses_completely_on_both_paths() {
+    // One REST snapshot per recording that has one (README): 5 futures, 2 spot.
+    let e = Expect { depth: 10_000, bbo: 50_000, trade: 10_000, funding: 400, snapshots: (5, 2) };
+    recorded_data_parses(locate::shared, &e);
+}
+
+/// Every line under `root`'s Binance folders parses on both paths with identical results,
+/// and the futures update-id chains are continuous (`pu == previous u`), spot
+/// (`U == previous u + 1`).
+fn recorded_data_parses(root: fn(&str) -> std::path::PathBuf, e: &Expect) {
     for (dir, venue) in [("binance-usdm", Venue::Binance), ("binance-spot", Venue::BinanceSpot)] {
         let mut fast = BinanceMarketParser::new(table(venue));
         let mut simd = BinanceMarketParser::new(table(venue));
         let mut kinds = [0u64; 5];
-        for path in data_files(dir) {
+        for path in data_files(root, dir) {
             let inst = file_inst(&path, venue);
             let mut prev_u: Option<u64> = None;
             let lines = gz_lines(&path);
@@ -248,12 +279,11 @@ fn recorded_data_parses_completely_on_both_paths() {
             }
         }
         assert_eq!(fast.stats.errors(), 0);
-        assert!(kinds[0] > 10_000 && kinds[1] > 50_000 && kinds[2] > 10_000, "{dir} {kinds:?}");
+        assert!(kinds[0] > e.depth && kinds[1] > e.bbo && kinds[2] > e.trade, "{dir} {kinds:?}");
         if venue == Venue::Binance {
-            assert!(kinds[3] > 400, "markPrice in the 2023 files: {kinds:?}");
+            assert!(kinds[3] > e.funding, "markPrice in the 2023 files: {kinds:?}");
         }
-        // One REST snapshot per recording that has one (README): 5 futures, 2 spot.
-        let snapshots = if venue == Venue::Binance { 5 } else { 2 };
+        let snapshots = if venue == Venue::Binance { e.snapshots.0 } else { e.snapshots.1 };
         assert_eq!(kinds[4], snapshots, "{dir} snapshots {kinds:?}");
         eprintln!(
             "{dir}: depth {} bbo {} trade {} funding {} snapshot {}",

@@ -76,7 +76,7 @@ fn hot_path_codecs_do_not_allocate_after_warm_up() {
         ("binance-usdm", "btcusdt_20240808.gz", Venue::Binance),
         ("binance-spot", "ethusdt_20240808.gz", Venue::BinanceSpot),
     ] {
-        for l in gz_lines(&shared(&format!("data/{dir}/{file}"))) {
+        for l in gz_lines(&locate::testdata(&format!("data/{dir}/{file}"))) {
             let j = recorded_json(&l);
             if !j.starts_with(b"{\"lastUpdateId\"") {
                 msgs.push((venue, j.to_vec()));
@@ -107,7 +107,7 @@ fn hot_path_codecs_do_not_allocate_after_warm_up() {
     assert_eq!(a, 0, "binance market parsers allocated");
 
     // Upbit recordings and fixtures, both paths.
-    let mut up: Vec<Vec<u8>> = upbit_recorded(&shared("data/upbit/UPBIT-d78752.0.gz"));
+    let mut up: Vec<Vec<u8>> = upbit_recorded(&locate::testdata("data/upbit/UPBIT-d78752.0.gz"));
     for f in [
         "upbit_orderbook.jsonl",
         "upbit_orderbook_simple.jsonl",

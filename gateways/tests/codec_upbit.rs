@@ -165,7 +165,7 @@ fn recorded_frames_parse_completely_on_both_paths() {
     let mut books = 0;
     let mut trades = 0;
     for f in ["data/upbit/UPBIT-d78752.0.gz", "data/upbit/UPBIT.ws.62.0"] {
-        for m in upbit_recorded(&shared(f)) {
+        for m in upbit_recorded(&locate::testdata(f)) {
             let a = fast.parse(&m);
             match &a {
                 Ok(MarketMsg::Event(Event::Book(b))) => {

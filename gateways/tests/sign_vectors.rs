@@ -6,9 +6,11 @@
 use kimp_gateways::sign::*;
 use simd_json::prelude::*;
 
+#[path = "../../testdata/locate.rs"]
+mod locate;
+
 fn vectors() -> simd_json::OwnedValue {
-    let p =
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/protocol/signing_vectors.json");
+    let p = locate::testdata("fixtures/protocol/signing_vectors.json");
     let mut b = std::fs::read(p).expect("signing_vectors.json");
     simd_json::to_owned_value(&mut b).expect("json")
 }

@@ -1,5 +1,5 @@
 //! `kimp backtest` in candle mode: a hand-made series whose trades are known, and the
-//! real 2021-2023 candles of ../shared/data.
+//! real 2021-2023 candles of testdata/data.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,8 +10,12 @@ fn tmp(name: &str) -> PathBuf {
     d
 }
 
-fn shared() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+#[path = "../../testdata/locate.rs"]
+mod locate;
+
+/// A file of testdata/data, as a command-line argument.
+fn data(rel: &str) -> String {
+    locate::testdata(&format!("data/{rel}")).to_string_lossy().to_string()
 }
 
 const CONFIG: &str = r#"
@@ -140,12 +144,11 @@ fn hand_made_series_opens_and_closes_on_the_known_bars() {
 
 #[test]
 fn real_2021_2023_candles_run_with_sane_numbers() {
-    let d = shared();
     let dir = tmp("real");
     let cfg = dir.join("c.toml");
     std::fs::write(&cfg, CONFIG).unwrap();
-    let c = |f: &str| d.join("candles").join(f).to_string_lossy().to_string();
-    let fx = d.join("fx/DEXKOUS.csv").to_string_lossy().to_string();
+    let c = |f: &str| data(&format!("candles/{f}"));
+    let fx = data("fx/DEXKOUS.csv");
     let (out, m) = kimp(&[
         "backtest",
         "--config",
@@ -189,7 +192,7 @@ fn real_2021_2023_candles_run_with_sane_numbers() {
         "--upbit",
         &c("upbit_KRW-BTC_1h_2022-01-01_2022-01-31.csv"),
         "--binance",
-        &c("binance_usdm_BTCUSDT_perp_1h_2021-01-01_2023-01-31.csv"),
+        &c("binance_usdm_BTCUSDT_perp_1h_2021-12-01_2022-02-28.csv"),
         "--fx",
         &fx,
         "--funding-missing",
@@ -202,12 +205,11 @@ fn real_2021_2023_candles_run_with_sane_numbers() {
 
 #[test]
 fn sweep_and_walk_forward_report_every_point() {
-    let d = shared();
     let dir = tmp("sweep");
     let cfg = dir.join("c.toml");
     std::fs::write(&cfg, CONFIG).unwrap();
-    let c = |f: &str| d.join("candles").join(f).to_string_lossy().to_string();
-    let fx = d.join("fx/DEXKOUS.csv").to_string_lossy().to_string();
+    let c = |f: &str| data(&format!("candles/{f}"));
+    let fx = data("fx/DEXKOUS.csv");
     let base = [
         "backtest",
         "--config",

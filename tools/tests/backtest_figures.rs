@@ -273,18 +273,16 @@ fn drawdown_axis_labels_of_a_small_drawdown_are_distinct() {
     assert!(labels.iter().all(|(_, l)| l.ends_with('%')), "{labels:?}");
 }
 
-fn shared() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
-}
+#[path = "../../testdata/locate.rs"]
+mod locate;
 
 /// A walk-forward run over the real 2021-2023 daily candles, saved; returns the saved run.
 fn walk_forward(dir: &Path) -> (serde_json::Value, PathBuf) {
-    let d = shared();
-    let c = |f: &str| d.join("candles").join(f).to_string_lossy().to_string();
+    let d = |rel: &str| locate::testdata(&format!("data/{rel}")).to_string_lossy().to_string();
     let files = [
-        c("upbit_KRW-BTC_1d_2021-01-01_2023-01-31.csv"),
-        c("binance_usdm_BTCUSDT_perp_1d_2021-01-01_2023-01-31.csv"),
-        d.join("fx/DEXKOUS.csv").to_string_lossy().to_string(),
+        d("candles/upbit_KRW-BTC_1d_2021-01-01_2023-01-31.csv"),
+        d("candles/binance_usdm_BTCUSDT_perp_1d_2021-01-01_2023-01-31.csv"),
+        d("fx/DEXKOUS.csv"),
     ];
     let save = dir.join("wf.json");
     let (out, _, m) = backtest(

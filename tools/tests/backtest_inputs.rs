@@ -6,6 +6,9 @@ use kimp::research::capture::{
 };
 use kimp_core::units::{Price, SCALE};
 
+#[path = "../../testdata/locate.rs"]
+mod locate;
+
 #[test]
 fn fred_empty_values_are_carried_forward() {
     let text = "observation_date,DEXKOUS\n2021-01-01,\n2021-01-04,1086.5\n2021-01-05,\n2021-01-06,.\n2021-01-07,1095.2\n";
@@ -69,15 +72,14 @@ fn the_layouts_in_shared_data_parse() {
     assert_eq!(f.rows[0].rate_e8, 9_794);
     assert_eq!(f.rows[0].mark, Some(Price(10_769_890 * SCALE / 100)));
     assert_eq!(f.bad[0].line, 2);
-    let real = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
-    let f = kimp::research::candles::load_funding(
-        &real.join("candles/2025-5m/binance-funding-BTCUSDT_2025-05-25_2025-08-31.jsonl"),
-    )
+    let f = kimp::research::candles::load_funding(&locate::testdata(
+        "data/candles/2025-5m/binance-funding-BTCUSDT_2025-05-25_2025-08-31.jsonl",
+    ))
     .unwrap();
     assert_eq!(f.rows.len(), 297);
-    let c = kimp::research::candles::load_candles(
-        &real.join("candles/2025-5m/binance_BTC_USDT_20250824_081437.csv.gz"),
-    )
+    let c = kimp::research::candles::load_candles(&locate::testdata(
+        "data/candles/2025-5m/binance_BTC_USDT_20250824_081437.csv.gz",
+    ))
     .unwrap();
     assert!(c.bars.len() > 100 && c.bad.is_empty() && c.interval_ms == 900_000);
 }

@@ -2,6 +2,9 @@
 
 use std::process::Command;
 
+#[path = "../../testdata/locate.rs"]
+mod locate;
+
 fn kimp(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_kimp")).args(args).output().expect("run kimp");
     let s = String::from_utf8_lossy(&out.stdout).to_string();
@@ -11,13 +14,13 @@ fn kimp(args: &[&str]) -> String {
 
 #[test]
 fn report_is_self_contained_with_all_charts() {
-    let d = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
     let dir = std::env::temp_dir().join(format!("kimp-report-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("c.toml");
     std::fs::write(&cfg, "[venues.upbit]\nws_url = \"ws://127.0.0.1:1/websocket/v1\"\nrest_url = \"http://127.0.0.1:2\"\n[venues.binance]\nws_url = \"ws://127.0.0.1:3\"\nrest_url = \"http://127.0.0.1:4\"\n[[coins]]\nname = \"BTC\"\nupbit = \"KRW-BTC\"\nbinance = \"BTCUSDT\"\n").unwrap();
-    let c = |f: &str| d.join("candles").join(f).to_string_lossy().to_string();
-    let fx = d.join("fx/DEXKOUS.csv").to_string_lossy().to_string();
+    let d = |rel: &str| locate::testdata(&format!("data/{rel}")).to_string_lossy().to_string();
+    let c = |f: &str| d(&format!("candles/{f}"));
+    let fx = d("fx/DEXKOUS.csv");
     let save = dir.join("sweep.json");
     kimp(&[
         "backtest",

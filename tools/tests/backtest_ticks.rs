@@ -6,6 +6,9 @@ use std::process::Command;
 
 use kimp::research::capture::{CapVenue, Frame, FrameKind, FrameWriter};
 
+#[path = "../../testdata/locate.rs"]
+mod locate;
+
 const CONFIG: &str = r#"
 [venues.upbit]
 ws_url = "ws://127.0.0.1:18001/websocket/v1"
@@ -169,8 +172,7 @@ fn raw_json_lines_replay_gives_the_same_trades() {
 
 #[test]
 fn a_real_binance_recording_replays() {
-    let f = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/binance-usdm/btcusdt_20230404.dat.gz");
+    let f = locate::testdata("data/binance-usdm/btcusdt_20230404.dat.gz");
     let dir = tmp("real");
     let cfg = dir.join("c.toml");
     std::fs::write(&cfg, CONFIG).unwrap();

@@ -5,17 +5,17 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::Command;
 
-fn recording() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/binance-usdm/btcusdt_20240808.gz")
-}
+#[path = "../../testdata/locate.rs"]
+mod locate;
 
-fn lines() -> Vec<String> {
+const RECORDING: &str = "data/binance-usdm/btcusdt_20240808.gz";
+
+fn lines(recording: &Path) -> Vec<String> {
     let mut s = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(recording()).unwrap())
+    flate2::read::GzDecoder::new(std::fs::File::open(recording).unwrap())
         .read_to_string(&mut s)
         .unwrap();
     s.lines().map(str::to_owned).collect()
@@ -41,14 +41,32 @@ fn tickers(lines: &[String]) -> BTreeMap<u64, (String, String)> {
     m
 }
 
+/// On the repository's first 20,000 lines of the recording (testdata/README.md).
 #[test]
 fn replayed_book_top_matches_the_recorded_book_ticker() {
-    let lines = lines();
+    // The slice holds 15,377 bookTicker lines (distinct `u`) and 1,598 depth events; 154
+    // replayed rows end at an update id that has a bookTicker.
+    book_top_matches(&locate::testdata(RECORDING), 14_000, 100);
+}
+
+/// The same on the whole 6-minute recording (opt-in: needs ../shared/data; run with
+/// `cargo test -p kimp --test replay_cli -- --ignored`).
+#[test]
+#[ignore = "reads the full recording in shared/data beside the checkout"]
+fn full_replayed_book_top_matches_the_recorded_book_ticker() {
+    book_top_matches(&locate::shared(RECORDING), 60_000, 500);
+}
+
+/// `kimp replay --print book-top` on `recording` gives the top of the venue's own
+/// bookTicker at every update id that has one; `min_tickers` and `min_checked` say how
+/// much of that the recording must hold.
+fn book_top_matches(recording: &Path, min_tickers: usize, min_checked: usize) {
+    let lines = lines(recording);
     let tick = tickers(&lines);
-    assert!(tick.len() > 60_000, "bookTicker lines: {}", tick.len());
+    assert!(tick.len() > min_tickers, "bookTicker lines: {}", tick.len());
     let out = Command::new(env!("CARGO_BIN_EXE_kimp"))
         .args(["replay", "--print", "book-top", "--input"])
-        .arg(recording())
+        .arg(recording)
         .output()
         .expect("run kimp replay");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -81,7 +99,7 @@ fn replayed_book_top_matches_the_recorded_book_ticker() {
             }
         }
     }
-    assert!(checked > 500, "only {checked} rows had a ticker at the same update id");
+    assert!(checked > min_checked, "only {checked} rows had a ticker at the same update id");
     assert_eq!(
         matched,
         checked,
@@ -97,7 +115,7 @@ fn a_gap_is_reported_and_the_book_waits_for_a_snapshot() {
     // The gap fixture: lines 2 and 3 of the fixture stream, then a broken `pu` chain.
     let dir = std::env::temp_dir().join(format!("kimp-replay-gap-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/protocol");
+    let fx = locate::testdata("fixtures/protocol");
     let snap = std::fs::read_to_string(fx.join("binance_futures_depth_snapshot.json")).unwrap();
     let compact: String = snap.split_whitespace().collect();
     let mut text = format!("1 {compact}\n");
@@ -138,7 +156,7 @@ fn print_kimp_gives_the_worked_example_of_the_protocol_doc() {
     // The fixture scenario of docs/exchange-protocols.md §6.3 with KRW-USDT as FX: buy
     // -0.0008 % (−0.08 bps) exactly; sell about −10.1 bps (the Binance book after all five
     // fixture diffs has its best ask at 70,500.20 rather than the doc's 70,500.00).
-    let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/protocol");
+    let fx = locate::testdata("fixtures/protocol");
     let dir = std::env::temp_dir().join(format!("kimp-replay-kimp-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let snap: String = std::fs::read_to_string(fx.join("binance_futures_depth_snapshot.json"))
@@ -170,7 +188,7 @@ fn print_kimp_gives_the_worked_example_of_the_protocol_doc() {
 #[test]
 fn a_kcap_capture_replays_like_the_same_messages_as_text() {
     use kimp::research::capture::{CapVenue, Frame, FrameKind, FrameWriter};
-    let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/protocol");
+    let fx = locate::testdata("fixtures/protocol");
     let dir = std::env::temp_dir().join(format!("kimp-replay-kcap-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let snap: String = std::fs::read_to_string(fx.join("binance_futures_depth_snapshot.json"))

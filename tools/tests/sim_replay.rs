@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use sim_support::*;
 
 fn data(p: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data").join(p)
+    locate::testdata(&format!("data/{p}"))
 }
 
 #[test]

@@ -154,7 +154,7 @@ impl Harness {
 pub fn corpus() -> Vec<Vec<u8>> {
     use crate::common::*;
     let mut c: Vec<Vec<u8>> = Vec::new();
-    let dir = shared("fixtures/protocol");
+    let dir = locate::testdata("fixtures/protocol");
     let mut names: Vec<_> =
         std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).collect();
     names.sort();
@@ -180,11 +180,14 @@ pub fn corpus() -> Vec<Vec<u8>> {
         "data/binance-spot/btcusdt_20230405.dat.gz",
         "data/binance-usdm/btcusdt_20230404.dat.gz",
     ] {
-        let lines = gz_lines(&shared(f));
+        let lines = gz_lines(&locate::testdata(f));
         c.extend(lines.iter().step_by(97).take(300).map(|l| recorded_json(l).to_vec()));
     }
     c.extend(
-        upbit_recorded(&shared("data/upbit/UPBIT-d78752.0.gz")).into_iter().step_by(7).take(200),
+        upbit_recorded(&locate::testdata("data/upbit/UPBIT-d78752.0.gz"))
+            .into_iter()
+            .step_by(7)
+            .take(200),
     );
     c.push(b"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJhY2Nlc3Nfa2V5IjoieFpmVVREMW1Hd1FwUTNQcUs0bWJxVzZna244R3FFd0IyeUdyMU5iRyIsIm5vbmNlIjoiMmYxZDRiMGUtN2MxYS00YjhlLTlhNTMtMWMyZTNkNGY1YTZiIn0.-6DII6dtkd3S6RJ1BrECthtkWztCtIr_O6QaG2q0Fos".to_vec());
     c.push(b"symbol=BTCUSDT&side=BUY&type=LIMIT&timestamp=1&signature=c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71".to_vec());

@@ -7,14 +7,12 @@ use kimp_core::instrument::{Instrument, InstrumentId, Symbol, Venue};
 use kimp_core::testkit;
 use kimp_gateways::symbols::SymbolTable;
 
-/// `<workspace>/../shared/<rel>`.
-pub fn shared(rel: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared").join(rel)
-}
+#[path = "../../../testdata/locate.rs"]
+pub mod locate;
 
 /// One fixture file's text.
 pub fn fixture(name: &str) -> String {
-    std::fs::read_to_string(shared(&format!("fixtures/protocol/{name}"))).expect(name)
+    std::fs::read_to_string(locate::testdata(&format!("fixtures/protocol/{name}"))).expect(name)
 }
 
 /// Non-empty lines of a `.jsonl` fixture.
@@ -37,9 +35,10 @@ pub fn recorded_json(line: &[u8]) -> &[u8] {
     }
 }
 
-/// Sorted `.gz` files of a data folder (not the cryptofeed-alt subfolder).
-pub fn data_files(dir: &str) -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(shared(&format!("data/{dir}")))
+/// Sorted `.gz` files of a data folder (not the cryptofeed-alt subfolder), found by `root`
+/// ([`locate::testdata`], or [`locate::shared`] for the full recordings).
+pub fn data_files(root: fn(&str) -> std::path::PathBuf, dir: &str) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(root(&format!("data/{dir}")))
         .expect("data dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "gz"))

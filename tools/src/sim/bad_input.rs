@@ -350,6 +350,10 @@ mod parser_tests {
 }
 
 #[cfg(test)]
+#[path = "../../../testdata/locate.rs"]
+mod locate;
+
+#[cfg(test)]
 mod rest_tests {
     use super::*;
     use kimp_core::order::ClientId;
@@ -362,7 +366,7 @@ mod rest_tests {
 
     /// A shared fixture, compacted as the simulator writes its bodies.
     fn fixture(name: &str) -> String {
-        let p = format!("{}/../../shared/fixtures/protocol/{name}", env!("CARGO_MANIFEST_DIR"));
+        let p = locate::testdata(&format!("fixtures/protocol/{name}"));
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&p).expect("fixture")).expect("json");
         v.to_string()

@@ -27,9 +27,12 @@ pub fn start(f: impl FnOnce(&mut SimConfig)) -> SimHandle {
     Simulator::start(cfg).expect("simulator starts")
 }
 
-/// The shared fixtures folder.
+#[path = "../../../testdata/locate.rs"]
+pub mod locate;
+
+/// The protocol fixtures folder (testdata/fixtures/protocol).
 pub fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/protocol")
+    locate::testdata("fixtures/protocol")
 }
 
 /// Line `n` (0-based) of a fixture file.
