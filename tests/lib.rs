@@ -4,7 +4,7 @@
 //! id sent twice, every wire order journaled, no lost fill, positions equal the venues').
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -30,12 +30,33 @@ use kimp_core::order::ClientId;
 use kimp_core::units::Nanos;
 use kimp_sidecars::store::StoreStats;
 
-/// A fresh directory under the system temp dir.
-pub fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kimp-faults-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
+/// A run's directory (journal, store files), removed when its last owner drops it: a
+/// restart on the same journal moves it from one run to the next, so it lives as long as
+/// the test needs it and no longer (each journal segment is pre-allocated, 64 MiB).
+#[derive(Debug)]
+pub struct TmpDir(tempfile::TempDir);
+
+impl std::ops::Deref for TmpDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<Path> for TmpDir {
+    fn as_ref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+/// A fresh directory under the system temp dir (`kimp-faults-NAME-…`), removed on drop.
+pub fn tmp(name: &str) -> TmpDir {
+    TmpDir(
+        tempfile::Builder::new()
+            .prefix(&format!("kimp-faults-{name}-"))
+            .tempdir()
+            .expect("temp dir"),
+    )
 }
 
 /// Polls `f` every 20 ms until it is true or `secs` pass; true when it became true.
@@ -93,7 +114,7 @@ pub struct E2e {
     /// The simulator.
     pub sim: SimHandle,
     /// Journal and store directory.
-    pub dir: PathBuf,
+    pub dir: TmpDir,
     /// The runtime's configuration.
     pub cfg: Config,
     /// Observed alerts and counters.
@@ -151,7 +172,7 @@ pub struct Finished {
     /// Every journal entry (this run and earlier ones), in order.
     pub journal: Vec<(Nanos, Entry)>,
     /// Directory.
-    pub dir: PathBuf,
+    pub dir: TmpDir,
     /// This run's epoch.
     pub epoch: u32,
     /// The store's counters (sidecars started).
@@ -175,7 +196,7 @@ impl E2e {
 
     /// Starts a runtime against a running simulator with the journal in `dir` (kept, so
     /// a restart replays it).
-    pub fn start_on(sim: SimHandle, dir: PathBuf, tweak: impl FnOnce(&mut Config)) -> E2e {
+    pub fn start_on(sim: SimHandle, dir: TmpDir, tweak: impl FnOnce(&mut Config)) -> E2e {
         Self::start_opts(sim, dir, tweak, E2eOpts::default())
     }
 
@@ -183,7 +204,7 @@ impl E2e {
     /// disk full from the start).
     pub fn start_opts(
         sim: SimHandle,
-        dir: PathBuf,
+        dir: TmpDir,
         tweak: impl FnOnce(&mut Config),
         opts: E2eOpts,
     ) -> E2e {

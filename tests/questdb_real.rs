@@ -64,7 +64,7 @@ fn create_tables(q: &QuestDb) {
 fn start_run(name: &str, tweak: impl FnOnce(&mut kimp::runtime::config::Config)) -> (E2e, RunDir) {
     let sim = kimp::sim::Simulator::start(sim_config(7, 1.0, &[])).expect("simulator");
     let dir = tmp(name);
-    let guard = RunDir(dir.clone());
+    let guard = RunDir(dir.to_path_buf());
     let e = E2e::start_opts(sim, dir, tweak, E2eOpts { sidecars: true, ..E2eOpts::default() });
     assert!(e.wait_active(30.0), "the runtime never reconciled");
     (e, guard)
