@@ -1491,6 +1491,12 @@ impl Engine {
                 self.krw_base = self.krw_free;
                 self.usdt_base = self.usdt_free;
                 for cs in self.coins.iter_mut() {
+                    // Restored orders executed before the restart, so the venue's report
+                    // already holds the fills reconciliation learned after it: counting
+                    // them again made a false mismatch (and a halt) after a crash.
+                    if let Some((free, _)) = cs.venue_u {
+                        cs.upbit_free = free;
+                    }
                     cs.upbit_base = cs.upbit_free;
                 }
                 if self.trading == TradingState::Reconciling {
